@@ -1,0 +1,453 @@
+/* sockkit.h -- the public interface of libsockkit: UDP and TCP request/response
+ * services behind one callback. This header is the manual and the contract. */
+#ifndef SOCKKIT_H
+#define SOCKKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @cond INTERNAL */
+#if defined(SK_BUILDING_LIBRARY)
+#define SK_API __attribute__((visibility("default")))
+#else
+#define SK_API
+#endif
+/** @endcond */
+
+/**
+ * @mainpage libsockkit
+ *
+ * A C library for Linux that stands up a UDP or TCP request/response service
+ * around one callback of type ::sk_service. The library owns sockets,
+ * addresses, byte order, framing, concurrency, limits, shutdown and errors.
+ * See the groups (Modules) for the reference.
+ */
+
+/**
+ * @defgroup version Version
+ * Compile-time and run-time version of the library.
+ * @{
+ */
+
+/** Major version: changes only with an incompatible ABI (never, we hope). */
+#define SK_VERSION_MAJOR 1
+/** Minor version: grows with compatible additions. */
+#define SK_VERSION_MINOR 0
+/** Patch version: fixes only. */
+#define SK_VERSION_PATCH 0
+/** The version as one comparable number: major * 10000 + minor * 100 + patch. */
+#define SK_VERSION_NUMBER (SK_VERSION_MAJOR * 10000 + SK_VERSION_MINOR * 100 + SK_VERSION_PATCH)
+/** The version as text, "MAJOR.MINOR.PATCH". */
+#define SK_VERSION_STRING "1.0.0"
+
+/**
+ * The version of the library the program runs with (not the header it was
+ * compiled against), as ::SK_VERSION_NUMBER computes it.
+ *
+ * @return the run-time version number, e.g. 10000 for 1.0.0.
+ * @note Thread-safe and async-signal-safe.
+ */
+SK_API unsigned sk_version(void);
+
+/**
+ * The version of the library the program runs with, as text.
+ *
+ * @return a static string such as "1.0.0"; never NULL.
+ * @note Thread-safe and async-signal-safe.
+ */
+SK_API const char *sk_version_string(void);
+
+/** @} */
+
+/**
+ * @defgroup status Status codes
+ * Every fallible function returns `int`: ::SK_OK (0) or one of these negative
+ * values. The values are part of the ABI and never change; new codes are only
+ * ever added at the end.
+ * @{
+ */
+
+/** Status codes returned by libsockkit functions. */
+typedef enum sk_status {
+  SK_OK = 0,          /**< Success. */
+  SK_EINVAL = -1,     /**< Invalid argument, unknown option or value out of range. */
+  SK_ENOMEM = -2,     /**< Out of memory. */
+  SK_EADDR = -3,      /**< Malformed or unsupported address string. */
+  SK_ESOCKET = -4,    /**< Creating or configuring a socket failed. */
+  SK_EBIND = -5,      /**< Binding the address failed (in use, permission...). */
+  SK_ELISTEN = -6,    /**< listen() failed. */
+  SK_EACCEPT = -7,    /**< Accepting a connection failed. */
+  SK_ECONNECT = -8,   /**< Connecting failed (refused, unreachable...). */
+  SK_EREAD = -9,      /**< Receiving data failed. */
+  SK_EWRITE = -10,    /**< Sending data failed. */
+  SK_ESTATE = -11,    /**< Call not valid in the object's current state. */
+  SK_ETIMEDOUT = -12, /**< The operation timed out. */
+  SK_EMSGSIZE = -13,  /**< A message is larger than the configured maximum. */
+  SK_ECLOSED = -14,   /**< The peer closed the connection. */
+  SK_EPROTO = -15,    /**< Protocol error: malformed frame or NUL byte in a message. */
+  SK_ESYS = -16       /**< Another system resource failed (epoll, eventfd, thread). */
+} sk_status;
+
+/**
+ * A human-readable message for a status code.
+ *
+ * @param status a value returned by a libsockkit function.
+ * @return a static string; "unknown status" for values that are not codes.
+ *         Never NULL.
+ * @note Thread-safe and async-signal-safe.
+ */
+SK_API const char *sk_strerror(int status);
+
+/**
+ * The symbolic name of a status code, such as "SK_EBIND".
+ *
+ * @param status a value returned by a libsockkit function.
+ * @return a static string; "SK_UNKNOWN" for values that are not codes.
+ * @note Thread-safe and async-signal-safe.
+ */
+SK_API const char *sk_status_name(int status);
+
+/**
+ * The operating-system error (an `errno` value) behind the last failure
+ * reported to this thread, so that ::SK_EBIND can be told apart as
+ * `EADDRINUSE` or `EACCES`.
+ *
+ * Set whenever a libsockkit function called on this thread fails because of a
+ * system call; 0 when the last failure had no OS cause (e.g. ::SK_EADDR).
+ * Successful calls leave it unchanged.
+ *
+ * @return an `errno` value, or 0.
+ * @note Thread-safe (the value is per thread).
+ */
+SK_API int sk_last_os_error(void);
+
+/** @} */
+
+/**
+ * @defgroup logging Logging
+ * One process-wide log handler receives the library's diagnostics: dropped
+ * messages, closed connections, failed system calls. The library never writes
+ * to stdout. By default, messages at ::SK_LOG_WARN and more severe go to
+ * stderr as one line each, prefixed "sockkit: ".
+ * @{
+ */
+
+/** Severity of a log message; lower is more severe. */
+typedef enum sk_log_level {
+  SK_LOG_ERROR = 0, /**< A failure that stops a server or loses data. */
+  SK_LOG_WARN = 1,  /**< A dropped message or connection, bad input. */
+  SK_LOG_INFO = 2,  /**< Lifecycle events: listening, stopping. */
+  SK_LOG_DEBUG = 3  /**< Per-connection detail. */
+} sk_log_level;
+
+/**
+ * A log handler.
+ *
+ * @param level   one of ::sk_log_level.
+ * @param message one line of text without a trailing newline, valid during
+ *                the call only.
+ * @param user    the pointer given to sk_set_log_handler().
+ * @note It is called from whichever thread the event happened on, possibly
+ *       from several threads at once; it must be thread-safe and must not
+ *       call back into the server that logged.
+ */
+typedef void (*sk_log_fn)(int level, const char *message, void *user);
+
+/**
+ * Install the process-wide log handler.
+ *
+ * @param fn   the handler, or NULL to restore the default (stderr).
+ * @param user passed to each call of @p fn.
+ * @note Process-wide setting. Thread-safe: a call already in progress may
+ *       still reach the previous handler.
+ */
+SK_API void sk_set_log_handler(sk_log_fn fn, void *user);
+
+/**
+ * Set the most verbose level that is passed to the handler.
+ *
+ * @param level one of ::sk_log_level; default ::SK_LOG_WARN.
+ * @return ::SK_OK, or ::SK_EINVAL for a level outside ::sk_log_level.
+ * @note Process-wide setting. Thread-safe.
+ */
+SK_API int sk_set_log_level(int level);
+
+/** @} */
+
+/**
+ * @defgroup service The service callback
+ * What a user writes: one function from request to reply.
+ * @{
+ */
+
+/**
+ * A service: turns one request into one reply.
+ *
+ * @param request one whole message as a NUL-terminated string, framing
+ *                removed (no trailing newline in line mode). Valid during the
+ *                call only.
+ * @param user    the pointer given when the server was created.
+ * @return the reply, or NULL for no reply. The library copies the reply
+ *         before it calls any user code again on this thread, so a string
+ *         literal, a per-thread buffer or sk_replyf() is correct. A shared
+ *         static buffer is not, when services run on several threads.
+ */
+typedef const char *(*sk_service)(const char *request, void *user);
+
+/**
+ * Format a reply into a buffer owned by the calling thread.
+ *
+ * Convenient inside a service: `return sk_replyf("%d items", n);`. The buffer
+ * grows as needed and is reused by the next call on the same thread, which
+ * is safe because the library copies a reply before it calls user code again.
+ * It is freed when the thread exits.
+ *
+ * @param fmt a printf format.
+ * @param ... its arguments.
+ * @return the formatted text, or NULL (meaning "no reply") if @p fmt is NULL,
+ *         formatting fails, or memory runs out.
+ * @note Thread-safe (the buffer is per thread). Not async-signal-safe.
+ */
+SK_API const char *sk_replyf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/**
+ * The address of the client whose request the calling thread is serving.
+ *
+ * Forms: "127.0.0.1:40000", "[::1]:40000", "unix:/path" for a bound UNIX
+ * socket, "unix:@name" for an abstract one, "unix:" for an unnamed one.
+ * IPv4 clients of a dual-stack server are shown as IPv4.
+ *
+ * @return the text, valid until the service returns; NULL when called
+ *         outside a service.
+ * @note Thread-safe (per-thread state). Only meaningful inside a service.
+ */
+SK_API const char *sk_peer_address(void);
+
+/**
+ * The raw socket address of the client whose request the calling thread is
+ * serving.
+ *
+ * @param len if not NULL, receives the length of the address.
+ * @return the address, valid until the service returns; NULL when called
+ *         outside a service.
+ * @note Thread-safe (per-thread state). Only meaningful inside a service.
+ */
+SK_API const struct sockaddr *sk_peer_sockaddr(socklen_t *len);
+
+/** @} */
+
+/**
+ * @defgroup options Options and counters
+ * Integer settings shared by the servers, read and written with
+ * sk_udp_server_set() / sk_udp_server_get() (and the TCP equivalents), and
+ * the counters read with sk_udp_server_stat(). Values are part of the ABI.
+ * @{
+ */
+
+/** Integer options. Each states its default and range. */
+typedef enum sk_option {
+  /** Largest request accepted, in bytes. UDP: default and maximum 65507
+   *  (the largest UDPv4 payload); range 1..65507. A larger datagram is
+   *  dropped and counted (::SK_STAT_DROPS_TRUNCATED). */
+  SK_OPT_MAX_MESSAGE = 1,
+  /** 1 sets SO_REUSEPORT so several processes can share the port; default 0
+   *  (off); range 0..1. */
+  SK_OPT_REUSEPORT = 2,
+  /** SO_RCVBUF in bytes; 0 (default) keeps the system default; range
+   *  0..INT_MAX. */
+  SK_OPT_RCVBUF = 3,
+  /** SO_SNDBUF in bytes; 0 (default) keeps the system default; range
+   *  0..INT_MAX. */
+  SK_OPT_SNDBUF = 4
+} sk_option;
+
+/** Counters, readable from any thread while the server runs. */
+typedef enum sk_stat {
+  SK_STAT_MESSAGES_IN = 1,        /**< Requests passed to the service. */
+  SK_STAT_MESSAGES_OUT = 2,       /**< Replies sent. */
+  SK_STAT_BYTES_IN = 3,           /**< Payload bytes of requests passed to the service. */
+  SK_STAT_BYTES_OUT = 4,          /**< Payload bytes of replies sent. */
+  SK_STAT_DROPS_TRUNCATED = 5,    /**< Requests dropped for exceeding ::SK_OPT_MAX_MESSAGE. */
+  SK_STAT_DROPS_NUL = 6,          /**< Requests dropped for containing a NUL byte. */
+  SK_STAT_DROPS_NO_ADDRESS = 7,   /**< Replies dropped: the sender has no address (unbound UNIX socket). */
+  SK_STAT_DROPS_WOULD_BLOCK = 8,  /**< Replies dropped: the socket buffer was full. */
+  SK_STAT_DROPS_SEND_ERROR = 9,   /**< Replies dropped: sending failed for another reason. */
+  SK_STAT_DROPS_TOO_LARGE = 10    /**< Replies dropped: longer than a datagram can carry. */
+} sk_stat;
+
+/** @} */
+
+/**
+ * @defgroup framing Framing
+ * How TCP messages are delimited on the wire (UDP: one datagram is one
+ * message). Chosen with the ::SK_OPT_FRAMING option.
+ * @{
+ */
+
+/** Framing of TCP messages. Values are part of the ABI. */
+typedef enum sk_framing {
+  /** Messages end in "\n" (a "\r" before it is dropped); replies are sent
+   *  verbatim with "\n" appended. The default; works with nc and telnet. */
+  SK_FRAME_LINE = 0,
+  /** A 4-byte big-endian (network order) length, then that many bytes. */
+  SK_FRAME_LENGTH = 1,
+  /** Whatever one read returns is one message; replies are sent verbatim. */
+  SK_FRAME_RAW = 2
+} sk_framing;
+
+/** @} */
+
+/**
+ * @defgroup udp UDP server
+ * One datagram is one request; a non-NULL reply goes back to the sender, from
+ * the address the request was sent to. Works over IPv4, IPv6 and UNIX
+ * datagram sockets.
+ *
+ * Lifecycle: sk_udp_server_create() -> options -> sk_udp_server_listen()
+ * (optional) -> sk_udp_server_run() -> sk_udp_server_stop() ->
+ * sk_udp_server_destroy(). A server runs once.
+ * @{
+ */
+
+/** An opaque UDP server. */
+typedef struct sk_udp_server sk_udp_server;
+
+/**
+ * Create a UDP server. Nothing is bound yet.
+ *
+ * @param out     receives the server; set to NULL on failure.
+ * @param address where to listen: "127.0.0.1:8848", "[::1]:8848", ":8848" or
+ *                "8848" (all interfaces, dual-stack where available),
+ *                "unix:/path/to.sock" or "unix:@abstract". Port 0 picks a
+ *                free port (see sk_udp_server_port()).
+ * @param service called once per datagram; must not be NULL.
+ * @param user    passed to every call of @p service.
+ * @return ::SK_OK; ::SK_EINVAL if @p out, @p address or @p service is NULL;
+ *         ::SK_EADDR for a malformed address; ::SK_ENOMEM; ::SK_ESYS if the
+ *         wake-up descriptor cannot be created.
+ * @note Thread-safe (touches no shared state).
+ */
+SK_API int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service service,
+                                void *user);
+
+/**
+ * Set an integer option. Only before the server listens.
+ *
+ * @param srv    the server.
+ * @param option one of ::sk_option that applies to UDP.
+ * @param value  the new value; see the option for its range.
+ * @return ::SK_OK; ::SK_EINVAL for a NULL server, an option that does not
+ *         apply to UDP or a value out of range; ::SK_ESTATE once listening.
+ * @note Not thread-safe: configure from one thread before listening.
+ */
+SK_API int sk_udp_server_set(sk_udp_server *srv, int option, long long value);
+
+/**
+ * Read an integer option.
+ *
+ * @param srv    the server.
+ * @param option one of ::sk_option that applies to UDP.
+ * @param value  receives the value.
+ * @return ::SK_OK; ::SK_EINVAL for a NULL argument or an option that does not
+ *         apply to UDP.
+ * @note Thread-safe once the server is running (options no longer change).
+ */
+SK_API int sk_udp_server_get(const sk_udp_server *srv, int option, long long *value);
+
+/**
+ * Create and bind the socket with the options set so far. Afterwards the
+ * bound address can be read. Calling it is optional: sk_udp_server_run()
+ * listens first if needed.
+ *
+ * For a UNIX path, an existing file at the path is replaced only if it is a
+ * socket; the file is removed by sk_udp_server_destroy().
+ *
+ * @param srv the server.
+ * @return ::SK_OK; ::SK_EINVAL for NULL; ::SK_ESTATE if already listening or
+ *         stopped; ::SK_ESOCKET if the socket cannot be created or
+ *         configured; ::SK_EBIND if binding fails (see sk_last_os_error(),
+ *         e.g. `EADDRINUSE`).
+ * @note Not thread-safe.
+ */
+SK_API int sk_udp_server_listen(sk_udp_server *srv);
+
+/**
+ * The port the server is bound to, useful after binding port 0.
+ *
+ * @param srv  the server.
+ * @param port receives the port (host byte order); 0 for UNIX sockets.
+ * @return ::SK_OK; ::SK_EINVAL for NULL; ::SK_ESTATE before listening.
+ * @note Thread-safe once listening.
+ */
+SK_API int sk_udp_server_port(const sk_udp_server *srv, int *port);
+
+/**
+ * The address the server is bound to, in the address-string form accepted by
+ * sk_udp_server_create().
+ *
+ * @param srv  the server.
+ * @param buf  receives the NUL-terminated text.
+ * @param size size of @p buf; 128 bytes always suffice.
+ * @return ::SK_OK; ::SK_EINVAL for NULL arguments or a buffer too small;
+ *         ::SK_ESTATE before listening.
+ * @note Thread-safe once listening.
+ */
+SK_API int sk_udp_server_address(const sk_udp_server *srv, char *buf, size_t size);
+
+/**
+ * Serve requests in the calling thread until sk_udp_server_stop(). Listens
+ * first if needed.
+ *
+ * @param srv the server.
+ * @return ::SK_OK after a stop; ::SK_EINVAL for NULL; ::SK_ESTATE if the
+ *         server is running or has run (or was stopped) already; any error of
+ *         sk_udp_server_listen(); ::SK_ESYS or ::SK_EREAD if waiting on the
+ *         socket fails.
+ * @note Blocks. The service runs on the calling thread.
+ */
+SK_API int sk_udp_server_run(sk_udp_server *srv);
+
+/**
+ * Ask the server to stop. sk_udp_server_run() returns soon after, once the
+ * service call in progress (if any) has returned. Stopping a server that
+ * has not run yet makes a later run return ::SK_ESTATE.
+ *
+ * @param srv the server.
+ * @return ::SK_OK; ::SK_EINVAL for NULL.
+ * @note Thread-safe and async-signal-safe: call it from a signal handler or
+ *       another thread. Idempotent.
+ */
+SK_API int sk_udp_server_stop(sk_udp_server *srv);
+
+/**
+ * Read a counter.
+ *
+ * @param srv  the server.
+ * @param stat one of ::sk_stat.
+ * @param out  receives the value.
+ * @return ::SK_OK; ::SK_EINVAL for NULL arguments or an unknown counter.
+ * @note Thread-safe: callable from any thread while the server runs.
+ */
+SK_API int sk_udp_server_stat(const sk_udp_server *srv, int stat, uint64_t *out);
+
+/**
+ * Destroy a server: close its sockets, remove its UNIX socket file, free it.
+ * The server must not be running (stop it and let run return first).
+ *
+ * @param srv the server; NULL is a no-op.
+ * @note Not thread-safe with other calls on the same server.
+ */
+SK_API void sk_udp_server_destroy(sk_udp_server *srv);
+
+/** @} */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOCKKIT_H */

@@ -1,0 +1,41 @@
+/* internal.h -- internal: cross-file helpers (errors, logging, per-thread
+ * request state, system-call wrappers) shared by every translation unit. */
+#ifndef SK_INTERNAL_H
+#define SK_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "sockkit.h"
+
+/* Record the OS error behind a failure for sk_last_os_error(); returns
+ * `status` so that call sites can write `return sk__fail(SK_EBIND, errno);`. */
+int sk__fail(int status, int os_error);
+
+/* Log through the process-wide handler if `level` is enabled. */
+void sk__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* True if messages at `level` would reach the handler (to skip formatting). */
+bool sk__log_enabled(int level);
+
+/* Per-thread request state, set around each service call so that
+ * sk_peer_address() and sk_peer_sockaddr() can answer. The datagram form
+ * copies nothing: the pointer must stay valid until sk__peer_clear(). The
+ * stream form records only the descriptor; getpeername() runs lazily, only
+ * if the service asks, which keeps the peer address out of per-connection
+ * memory. */
+void sk__peer_set_addr(const struct sockaddr *sa, socklen_t len);
+void sk__peer_set_fd(int fd);
+void sk__peer_clear(void);
+
+/* close() that keeps errno intact and ignores EINTR (on Linux the descriptor
+ * is released even when close is interrupted). Ignores fd < 0. */
+void sk__close(int fd);
+
+/* Create an eventfd (non-blocking, close-on-exec) for waking a loop, and
+ * signal it. sk__wake is async-signal-safe and keeps errno intact. */
+int sk__wakefd_open(void);
+void sk__wake(int fd);
+
+#endif

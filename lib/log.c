@@ -1,0 +1,64 @@
+/* log.c -- the process-wide log handler and level. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+/* The handler and its user pointer change together, so they sit behind a
+ * mutex; the level is read on hot paths, so it is a lone atomic. Logging is
+ * rare (drops, lifecycle), so the lock costs nothing that matters. */
+static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
+static sk_log_fn handler_fn;
+static void *handler_user;
+static atomic_int max_level = SK_LOG_WARN;
+
+static void default_handler(int level, const char *message, void *user) {
+  static const char *const names[] = {"error", "warning", "info", "debug"};
+  (void)user;
+  /* One fprintf per line: stdio locks the stream, so lines from several
+   * threads do not interleave. */
+  fprintf(stderr, "sockkit: %s: %s\n", names[level], message);
+}
+
+void sk_set_log_handler(sk_log_fn fn, void *user) {
+  pthread_mutex_lock(&handler_lock);
+  handler_fn = fn;
+  handler_user = user;
+  pthread_mutex_unlock(&handler_lock);
+}
+
+int sk_set_log_level(int level) {
+  if (level < SK_LOG_ERROR || level > SK_LOG_DEBUG)
+    return SK_EINVAL;
+  atomic_store_explicit(&max_level, level, memory_order_relaxed);
+  return SK_OK;
+}
+
+bool sk__log_enabled(int level) {
+  return level <= atomic_load_explicit(&max_level, memory_order_relaxed);
+}
+
+void sk__log(int level, const char *fmt, ...) {
+  if (!sk__log_enabled(level))
+    return;
+  /* Callers often log between a failed call and reading errno. */
+  int saved_errno = errno;
+  char message[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(message, sizeof message, fmt, ap);
+  va_end(ap);
+
+  pthread_mutex_lock(&handler_lock);
+  sk_log_fn fn = handler_fn;
+  void *user = handler_user;
+  pthread_mutex_unlock(&handler_lock);
+  if (fn)
+    fn(level, message, user);
+  else
+    default_handler(level, message, NULL);
+  errno = saved_errno;
+}

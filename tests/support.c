@@ -1,0 +1,201 @@
+/* support.c -- helpers shared by the tests (see support.h). */
+#include "support.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool sk_test_wait(bool (*cond)(void *), void *arg, int timeout_ms) {
+  long long deadline = now_ms() + timeout_ms;
+  for (;;) {
+    if (cond(arg))
+      return true;
+    if (now_ms() >= deadline)
+      return cond(arg);
+    struct timespec pause = {0, 2 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+  }
+}
+
+typedef struct stat_wait {
+  sk_udp_server *srv;
+  int stat;
+  uint64_t want;
+} stat_wait;
+
+static bool udp_stat_reached(void *arg) {
+  stat_wait *w = arg;
+  uint64_t v = 0;
+  return sk_udp_server_stat(w->srv, w->stat, &v) == SK_OK && v >= w->want;
+}
+
+bool sk_test_wait_udp_stat(sk_udp_server *srv, int stat, uint64_t want, int timeout_ms) {
+  stat_wait w = {srv, stat, want};
+  return sk_test_wait(udp_stat_reached, &w, timeout_ms);
+}
+
+int sk_test_fd_count(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d)
+    return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n - 1; /* the directory stream's own descriptor */
+}
+
+char *sk_test_tmpdir(void) {
+  const char *base = getenv("TMPDIR");
+  char path[256];
+  snprintf(path, sizeof path, "%s/sktest.XXXXXX", base && *base ? base : "/tmp");
+  if (!mkdtemp(path))
+    return NULL;
+  return strdup(path);
+}
+
+void sk_test_rmdir(char *dir) {
+  if (!dir)
+    return;
+  DIR *d = opendir(dir);
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d))) {
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+        continue;
+      char path[512];
+      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+      unlink(path);
+    }
+    closedir(d);
+  }
+  rmdir(dir);
+  free(dir);
+}
+
+bool sk_test_have_ipv6(void) {
+  int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return false;
+  struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+static void *udp_run(void *arg) {
+  sk_test_udp *t = arg;
+  atomic_store(&t->rc, sk_udp_server_run(t->srv));
+  atomic_store(&t->done, true);
+  return NULL;
+}
+
+int sk_test_udp_start(sk_test_udp *t, const char *address, sk_service service, void *user) {
+  sk_udp_server *srv;
+  int rc = sk_udp_server_create(&srv, address, service, user);
+  if (rc != SK_OK)
+    return rc;
+  return sk_test_udp_start_server(t, srv);
+}
+
+int sk_test_udp_start_server(sk_test_udp *t, sk_udp_server *srv) {
+  memset(t, 0, sizeof *t);
+  t->srv = srv;
+  int rc = SK_OK;
+  if ((rc = sk_udp_server_listen(t->srv)) != SK_OK ||
+      (rc = sk_udp_server_address(t->srv, t->address, sizeof t->address)) != SK_OK ||
+      (rc = sk_udp_server_port(t->srv, &t->port)) != SK_OK)
+    goto fail;
+  if (pthread_create(&t->thread, NULL, udp_run, t) != 0) {
+    rc = SK_ESYS;
+    goto fail;
+  }
+  return SK_OK;
+fail:
+  sk_udp_server_destroy(t->srv);
+  t->srv = NULL;
+  return rc;
+}
+
+int sk_test_udp_stop(sk_test_udp *t, int timeout_ms) {
+  sk_udp_server_stop(t->srv);
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += timeout_ms / 1000;
+  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000L;
+  }
+  if (pthread_timedjoin_np(t->thread, NULL, &deadline) != 0)
+    return -1000;
+  sk_udp_server_destroy(t->srv);
+  t->srv = NULL;
+  return atomic_load(&t->rc);
+}
+
+int sk_test_udp_socket(const char *address) {
+  sk_addr a;
+  if (sk__addr_parse(&a, address) != 0)
+    return -1;
+  int fd = socket(a.ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  if (a.ss.ss_family == AF_UNIX) {
+    /* Binding with only the family asks Linux for an abstract autobind
+     * address, so the server has somewhere to send the reply. */
+    struct sockaddr_un self = {.sun_family = AF_UNIX};
+    if (bind(fd, (struct sockaddr *)&self, sizeof(sa_family_t)) != 0)
+      goto fail;
+  }
+  if (connect(fd, (struct sockaddr *)&a.ss, a.len) != 0)
+    goto fail;
+  return fd;
+fail:
+  close(fd);
+  return -1;
+}
+
+ssize_t sk_test_udp_recv(int fd, char *reply, size_t size, int timeout_ms) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  int n = poll(&p, 1, timeout_ms);
+  if (n < 0)
+    return -1;
+  if (n == 0)
+    return -2;
+  ssize_t got = recv(fd, reply, size - 1, 0);
+  if (got < 0)
+    return -1;
+  reply[got] = '\0';
+  return got;
+}
+
+ssize_t sk_test_udp_exchange(int fd, const void *msg, size_t len, char *reply, size_t size,
+                             int timeout_ms) {
+  if (send(fd, msg, len, 0) != (ssize_t)len)
+    return -1;
+  return sk_test_udp_recv(fd, reply, size, timeout_ms);
+}
+
+const char *sk_test_echo(const char *request, void *user) {
+  (void)user;
+  return request;
+}

@@ -1,0 +1,68 @@
+/* support.h -- helpers shared by the tests: bounded waits, descriptor
+ * counts, temporary directories, servers on threads and small clients. */
+#ifndef SK_TEST_SUPPORT_H
+#define SK_TEST_SUPPORT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "sockkit.h"
+
+/* Poll `cond(arg)` every few milliseconds until it is true or timeout_ms
+ * pass. Returns the last value of cond. */
+bool sk_test_wait(bool (*cond)(void *), void *arg, int timeout_ms);
+
+/* Wait until a server counter reaches at least `want`. */
+bool sk_test_wait_udp_stat(sk_udp_server *srv, int stat, uint64_t want, int timeout_ms);
+
+/* Number of open descriptors of this process (entries of /proc/self/fd). */
+int sk_test_fd_count(void);
+
+/* A fresh private directory under $TMPDIR or /tmp; sk_test_rmdir removes it
+ * and the plain files or sockets directly inside it. */
+char *sk_test_tmpdir(void);
+void sk_test_rmdir(char *dir);
+
+/* True if this host can bind a socket on ::1. */
+bool sk_test_have_ipv6(void);
+
+/* A UDP server running sk_udp_server_run on its own thread. */
+typedef struct sk_test_udp {
+  sk_udp_server *srv;
+  pthread_t thread;
+  atomic_int rc;
+  atomic_bool done;
+  char address[128];
+  int port;
+} sk_test_udp;
+
+/* Create, listen on `address`, and start running on a new thread. Returns
+ * the status of the first failing step (the server is destroyed then). */
+int sk_test_udp_start(sk_test_udp *t, const char *address, sk_service service, void *user);
+/* The same for a server created (and configured) by the caller; it is
+ * destroyed on failure. */
+int sk_test_udp_start_server(sk_test_udp *t, sk_udp_server *srv);
+/* Stop, join (bounded) and destroy. Returns the run status, or -1000 if the
+ * run thread did not end within timeout_ms (it is then left running). */
+int sk_test_udp_stop(sk_test_udp *t, int timeout_ms);
+
+/* A datagram socket connected to `address` (any library address form,
+ * e.g. "127.0.0.1:4000"); for UNIX addresses the socket first binds an
+ * autobound abstract address so it can be answered. -1 on failure. */
+int sk_test_udp_socket(const char *address);
+
+/* Send `len` bytes and wait up to timeout_ms for one datagram into reply
+ * (NUL-terminated). Returns the reply length, -1 on error, -2 on timeout. */
+ssize_t sk_test_udp_exchange(int fd, const void *msg, size_t len, char *reply, size_t size,
+                             int timeout_ms);
+
+/* Wait up to timeout_ms for one datagram. Same returns as above. */
+ssize_t sk_test_udp_recv(int fd, char *reply, size_t size, int timeout_ms);
+
+/* Services used by several tests. */
+const char *sk_test_echo(const char *request, void *user);
+
+#endif
