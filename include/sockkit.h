@@ -252,8 +252,11 @@ SK_API const struct sockaddr *sk_peer_sockaddr(socklen_t *len);
 /** Integer options. Each states its default and range. */
 typedef enum sk_option {
   /** Largest request accepted, in bytes. UDP: default and maximum 65507
-   *  (the largest UDPv4 payload); range 1..65507. A larger datagram is
-   *  dropped and counted (::SK_STAT_DROPS_TRUNCATED). */
+   *  (the largest UDPv4 payload); range 1..65507; a larger datagram is
+   *  dropped and counted (::SK_STAT_DROPS_TRUNCATED). TCP: default 65536;
+   *  range 1..67108864 (64 MiB); a larger message is a protocol error that
+   *  closes its connection gracefully (counted as
+   *  ::SK_STAT_DROPS_TRUNCATED). */
   SK_OPT_MAX_MESSAGE = 1,
   /** 1 sets SO_REUSEPORT so several processes can share the port; default 0
    *  (off); range 0..1. */
@@ -263,21 +266,32 @@ typedef enum sk_option {
   SK_OPT_RCVBUF = 3,
   /** SO_SNDBUF in bytes; 0 (default) keeps the system default; range
    *  0..INT_MAX. */
-  SK_OPT_SNDBUF = 4
+  SK_OPT_SNDBUF = 4,
+  /** TCP only: how messages are delimited, one of ::sk_framing; default
+   *  ::SK_FRAME_LINE. */
+  SK_OPT_FRAMING = 5,
+  /** TCP only: the listen() backlog; default SOMAXCONN (4096 on current
+   *  Linux, capped by net.core.somaxconn); range 1..65535. */
+  SK_OPT_BACKLOG = 6
 } sk_option;
 
 /** Counters, readable from any thread while the server runs. */
 typedef enum sk_stat {
-  SK_STAT_MESSAGES_IN = 1,        /**< Requests passed to the service. */
-  SK_STAT_MESSAGES_OUT = 2,       /**< Replies sent. */
-  SK_STAT_BYTES_IN = 3,           /**< Payload bytes of requests passed to the service. */
-  SK_STAT_BYTES_OUT = 4,          /**< Payload bytes of replies sent. */
-  SK_STAT_DROPS_TRUNCATED = 5,    /**< Requests dropped for exceeding ::SK_OPT_MAX_MESSAGE. */
-  SK_STAT_DROPS_NUL = 6,          /**< Requests dropped for containing a NUL byte. */
-  SK_STAT_DROPS_NO_ADDRESS = 7,   /**< Replies dropped: the sender has no address (unbound UNIX socket). */
-  SK_STAT_DROPS_WOULD_BLOCK = 8,  /**< Replies dropped: the socket buffer was full. */
-  SK_STAT_DROPS_SEND_ERROR = 9,   /**< Replies dropped: sending failed for another reason. */
-  SK_STAT_DROPS_TOO_LARGE = 10    /**< Replies dropped: longer than a datagram can carry. */
+  SK_STAT_MESSAGES_IN = 1,     /**< Requests passed to the service. */
+  SK_STAT_MESSAGES_OUT = 2,    /**< Replies sent. */
+  SK_STAT_BYTES_IN = 3,        /**< Payload bytes of requests passed to the service. */
+  SK_STAT_BYTES_OUT = 4,       /**< Payload bytes of replies sent. */
+  SK_STAT_DROPS_TRUNCATED = 5, /**< Requests dropped for exceeding ::SK_OPT_MAX_MESSAGE. */
+  SK_STAT_DROPS_NUL = 6,       /**< Requests dropped for containing a NUL byte. */
+  SK_STAT_DROPS_NO_ADDRESS =
+      7, /**< Replies dropped: the sender has no address (unbound UNIX socket). */
+  SK_STAT_DROPS_WOULD_BLOCK = 8,     /**< Replies dropped: the socket buffer was full. */
+  SK_STAT_DROPS_SEND_ERROR = 9,      /**< Replies dropped: sending failed for another reason. */
+  SK_STAT_DROPS_TOO_LARGE = 10,      /**< Replies dropped: longer than a datagram can carry. */
+  SK_STAT_CONNECTIONS_ACCEPTED = 11, /**< TCP: connections accepted. */
+  SK_STAT_CONNECTIONS_ACTIVE = 12,   /**< TCP: connections open now (a gauge). */
+  SK_STAT_CONNECTIONS_RESET = 13     /**< TCP: connections closed because of an error
+                                          (reset by the client, failed send). */
 } sk_stat;
 
 /** @} */
@@ -443,6 +457,157 @@ SK_API int sk_udp_server_stat(const sk_udp_server *srv, int stat, uint64_t *out)
  * @note Not thread-safe with other calls on the same server.
  */
 SK_API void sk_udp_server_destroy(sk_udp_server *srv);
+
+/** @} */
+
+/**
+ * @defgroup tcp TCP server
+ * Serves many clients at once from one event-loop thread with non-blocking
+ * I/O. Each connection carries a stream of messages delimited by the
+ * ::SK_OPT_FRAMING option; replies leave in request order, and all replies
+ * produced from one read leave in one send.
+ *
+ * A message larger than ::SK_OPT_MAX_MESSAGE or containing a NUL byte is a
+ * protocol error: the replies already owed are delivered, then the server
+ * shuts down its side, discards input until the client closes (or 2 s
+ * pass), and closes. When a client half-closes after its requests, it still
+ * gets every reply before the server closes. The server never raises
+ * SIGPIPE. A connection whose unsent replies pass 1 MiB is not read until
+ * they drain, so a client that never reads cannot make memory grow.
+ *
+ * Lifecycle: sk_tcp_server_create() -> options -> sk_tcp_server_listen()
+ * (optional) -> sk_tcp_server_run() -> sk_tcp_server_stop() ->
+ * sk_tcp_server_destroy(). A server runs once.
+ * @{
+ */
+
+/** An opaque TCP server. */
+typedef struct sk_tcp_server sk_tcp_server;
+
+/**
+ * Create a TCP server. Nothing is bound yet.
+ *
+ * @param out     receives the server; set to NULL on failure.
+ * @param address where to listen, in the forms of sk_udp_server_create();
+ *                "unix:/path" is a UNIX stream socket.
+ * @param service called once per message; must not be NULL.
+ * @param user    passed to every call of @p service.
+ * @return ::SK_OK; ::SK_EINVAL if @p out, @p address or @p service is NULL;
+ *         ::SK_EADDR for a malformed address; ::SK_ENOMEM; ::SK_ESYS if the
+ *         event loop cannot be created.
+ * @note Thread-safe (touches no shared state).
+ */
+SK_API int sk_tcp_server_create(sk_tcp_server **out, const char *address, sk_service service,
+                                void *user);
+
+/**
+ * Set an integer option. Only before the server listens.
+ *
+ * @param srv    the server.
+ * @param option one of ::sk_option that applies to TCP.
+ * @param value  the new value; see the option for its range.
+ * @return ::SK_OK; ::SK_EINVAL for a NULL server, an option that does not
+ *         apply to TCP or a value out of range; ::SK_ESTATE once listening.
+ * @note Not thread-safe: configure from one thread before listening.
+ */
+SK_API int sk_tcp_server_set(sk_tcp_server *srv, int option, long long value);
+
+/**
+ * Read an integer option.
+ *
+ * @param srv    the server.
+ * @param option one of ::sk_option that applies to TCP.
+ * @param value  receives the value.
+ * @return ::SK_OK; ::SK_EINVAL for a NULL argument or an option that does not
+ *         apply to TCP.
+ * @note Thread-safe once the server is running (options no longer change).
+ */
+SK_API int sk_tcp_server_get(const sk_tcp_server *srv, int option, long long *value);
+
+/**
+ * Create, bind and listen on the socket with the options set so far
+ * (SO_REUSEADDR is always set for IP). Afterwards the bound address can be
+ * read. Optional: sk_tcp_server_run() listens first if needed.
+ *
+ * For a UNIX path, an existing file at the path is replaced only if it is a
+ * socket; the file is removed by sk_tcp_server_destroy().
+ *
+ * @param srv the server.
+ * @return ::SK_OK; ::SK_EINVAL for NULL; ::SK_ESTATE if already listening or
+ *         stopped; ::SK_ESOCKET if the socket cannot be created or
+ *         configured; ::SK_EBIND if binding fails (see sk_last_os_error());
+ *         ::SK_ELISTEN if listen() fails.
+ * @note Not thread-safe.
+ */
+SK_API int sk_tcp_server_listen(sk_tcp_server *srv);
+
+/**
+ * The port the server is bound to, useful after binding port 0.
+ *
+ * @param srv  the server.
+ * @param port receives the port (host byte order); 0 for UNIX sockets.
+ * @return ::SK_OK; ::SK_EINVAL for NULL; ::SK_ESTATE before listening.
+ * @note Thread-safe once listening.
+ */
+SK_API int sk_tcp_server_port(const sk_tcp_server *srv, int *port);
+
+/**
+ * The address the server is bound to, in the address-string form accepted by
+ * sk_tcp_server_create().
+ *
+ * @param srv  the server.
+ * @param buf  receives the NUL-terminated text.
+ * @param size size of @p buf; 128 bytes always suffice.
+ * @return ::SK_OK; ::SK_EINVAL for NULL arguments or a buffer too small;
+ *         ::SK_ESTATE before listening.
+ * @note Thread-safe once listening.
+ */
+SK_API int sk_tcp_server_address(const sk_tcp_server *srv, char *buf, size_t size);
+
+/**
+ * Serve clients in the calling thread until sk_tcp_server_stop(). Listens
+ * first if needed. On stop the listener is closed at once, connections with
+ * replies still unsent get up to 1 s to take them, then every connection is
+ * closed and run returns.
+ *
+ * @param srv the server.
+ * @return ::SK_OK after a stop; ::SK_EINVAL for NULL; ::SK_ESTATE if the
+ *         server is running or has run (or was stopped) already; any error of
+ *         sk_tcp_server_listen(); ::SK_ENOMEM; ::SK_ESYS if the event loop
+ *         fails.
+ * @note Blocks. The service runs on the calling thread.
+ */
+SK_API int sk_tcp_server_run(sk_tcp_server *srv);
+
+/**
+ * Ask the server to stop; sk_tcp_server_run() returns soon after. Stopping
+ * a server that has not run yet makes a later run return ::SK_ESTATE.
+ *
+ * @param srv the server.
+ * @return ::SK_OK; ::SK_EINVAL for NULL.
+ * @note Thread-safe and async-signal-safe. Idempotent.
+ */
+SK_API int sk_tcp_server_stop(sk_tcp_server *srv);
+
+/**
+ * Read a counter.
+ *
+ * @param srv  the server.
+ * @param stat one of ::sk_stat.
+ * @param out  receives the value.
+ * @return ::SK_OK; ::SK_EINVAL for NULL arguments or an unknown counter.
+ * @note Thread-safe: callable from any thread while the server runs.
+ */
+SK_API int sk_tcp_server_stat(const sk_tcp_server *srv, int stat, uint64_t *out);
+
+/**
+ * Destroy a server: close its sockets, remove its UNIX socket file, free it.
+ * The server must not be running (stop it and let run return first).
+ *
+ * @param srv the server; NULL is a no-op.
+ * @note Not thread-safe with other calls on the same server.
+ */
+SK_API void sk_tcp_server_destroy(sk_tcp_server *srv);
 
 /** @} */
 

@@ -120,7 +120,9 @@ int sk__addr_parse(sk_addr *out, const char *text) {
 }
 
 /* snprintf reports truncation by returning the length it wanted. */
-static int fits(int n, size_t size) { return n >= 0 && (size_t)n < size ? 0 : SK_EINVAL; }
+static int fits(int n, size_t size) {
+  return n >= 0 && (size_t)n < size ? 0 : SK_EINVAL;
+}
 
 /* The caller's sockaddr may be any buffer (only sockaddr's 2-byte alignment
  * is promised), so fields are copied out with memcpy rather than read

@@ -38,4 +38,31 @@ void sk__close(int fd);
 int sk__wakefd_open(void);
 void sk__wake(int fd);
 
+/* Socket settings applied before bind(). Zero values keep system defaults. */
+typedef struct sk_bind_options {
+  bool reuseport;
+  int rcvbuf;
+  int sndbuf;
+} sk_bind_options;
+
+struct sk_addr;
+
+/* Create a non-blocking, close-on-exec socket of `type` for `addr`, apply
+ * the options and bind it. The port-only (wildcard) form binds IPv6 any in
+ * dual-stack mode and falls back to IPv4 any (rewriting *addr) on hosts
+ * without IPv6. A stale UNIX socket file is replaced; any other file at the
+ * path makes it fail with EADDRINUSE. SO_REUSEADDR is set for SOCK_STREAM
+ * only: on UDP it would let two servers share a port silently.
+ * Returns the descriptor, or SK_ESOCKET / SK_EBIND (OS error recorded). */
+int sk__bind_socket(struct sk_addr *addr, int type, const sk_bind_options *opts);
+
+/* True for IPv4 or IPv6 "any" addresses. */
+bool sk__addr_is_wildcard(const struct sockaddr_storage *ss);
+
+/* True for a UNIX address naming a file (not abstract). */
+bool sk__addr_is_unix_path(const struct sk_addr *addr);
+
+/* Remove the socket file of a UNIX address bound by sk__bind_socket. */
+void sk__unlink_unix_path(const struct sk_addr *addr);
+
 #endif

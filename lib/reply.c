@@ -27,7 +27,9 @@ static void buffer_free(void *p) {
   free(b);
 }
 
-static void buffer_key_create(void) { buffer_key_ok = pthread_key_create(&buffer_key, buffer_free) == 0; }
+static void buffer_key_create(void) {
+  buffer_key_ok = pthread_key_create(&buffer_key, buffer_free) == 0;
+}
 
 static reply_buffer *thread_buffer(void) {
   pthread_once(&buffer_once, buffer_key_create);
@@ -103,7 +105,9 @@ void sk__peer_set_fd(int fd) {
   peer.fd = fd;
 }
 
-void sk__peer_clear(void) { peer.active = false; }
+void sk__peer_clear(void) {
+  peer.active = false;
+}
 
 static bool peer_resolve(void) {
   if (!peer.active)

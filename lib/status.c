@@ -49,13 +49,19 @@ const char *sk_status_name(int status) {
   return "SK_UNKNOWN";
 }
 
-int sk_last_os_error(void) { return last_os_error; }
+int sk_last_os_error(void) {
+  return last_os_error;
+}
 
 int sk__fail(int status, int os_error) {
   last_os_error = os_error;
   return status;
 }
 
-unsigned sk_version(void) { return SK_VERSION_NUMBER; }
+unsigned sk_version(void) {
+  return SK_VERSION_NUMBER;
+}
 
-const char *sk_version_string(void) { return SK_VERSION_STRING; }
+const char *sk_version_string(void) {
+  return SK_VERSION_STRING;
+}

@@ -8,7 +8,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,8 +73,7 @@ static void log_drop(sk_udp_server *srv, const struct sockaddr *from, socklen_t 
           srv->logs_this_second == 10 ? " (further drops this second not logged)" : "");
 }
 
-int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service service,
-                         void *user) {
+int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service service, void *user) {
   if (!out)
     return SK_EINVAL;
   *out = NULL;
@@ -147,89 +145,34 @@ int sk_udp_server_get(const sk_udp_server *srv, int option, long long *value) {
   return SK_OK;
 }
 
-static int set_int(int fd, int level, int name, int value) {
-  return setsockopt(fd, level, name, &value, sizeof value);
-}
-
-static bool is_wildcard(const struct sockaddr_storage *ss) {
-  if (ss->ss_family == AF_INET)
-    return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-  if (ss->ss_family == AF_INET6)
-    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
-  return false;
-}
-
-/* A stale socket file from a previous run is replaced; any other file at
- * the path is left alone and binding fails with EADDRINUSE. */
-static int prepare_unix_path(const sk_addr *addr) {
-  const struct sockaddr_un *un = (const struct sockaddr_un *)&addr->ss;
-  if (un->sun_path[0] == '\0')
-    return 0; /* abstract: no file */
-  struct stat st;
-  if (lstat(un->sun_path, &st) != 0)
-    return 0;
-  if (!S_ISSOCK(st.st_mode)) {
-    errno = EADDRINUSE;
-    return -1;
-  }
-  return unlink(un->sun_path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
 static int open_socket(sk_udp_server *srv) {
-  sk_addr *a = &srv->addr;
-  int family = a->ss.ss_family;
-  int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0 && a->wildcard && (errno == EAFNOSUPPORT || errno == EPROTONOSUPPORT)) {
-    /* No IPv6 on this host: the port-only form falls back to IPv4 any. */
-    in_port_t port = ((struct sockaddr_in6 *)&a->ss)->sin6_port;
-    struct sockaddr_in *in = (struct sockaddr_in *)&a->ss;
-    memset(&a->ss, 0, sizeof a->ss);
-    in->sin_family = AF_INET;
-    in->sin_port = port;
-    in->sin_addr.s_addr = htonl(INADDR_ANY);
-    a->len = sizeof *in;
-    family = AF_INET;
-    fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  }
+  sk_bind_options opts = {
+      .reuseport = srv->reuseport != 0, .rcvbuf = (int)srv->rcvbuf, .sndbuf = (int)srv->sndbuf};
+  int fd = sk__bind_socket(&srv->addr, SOCK_DGRAM, &opts);
   if (fd < 0)
-    return sk__fail(SK_ESOCKET, errno);
-
-  int rc = SK_ESOCKET;
-  if (family == AF_INET6 && a->wildcard && set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 0) != 0)
-    goto fail;
-  if (srv->reuseport && set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1) != 0)
-    goto fail;
-  if (srv->rcvbuf && set_int(fd, SOL_SOCKET, SO_RCVBUF, (int)srv->rcvbuf) != 0)
-    goto fail;
-  if (srv->sndbuf && set_int(fd, SOL_SOCKET, SO_SNDBUF, (int)srv->sndbuf) != 0)
-    goto fail;
-  srv->pktinfo = is_wildcard(&a->ss);
+    return fd;
+  srv->pktinfo = sk__addr_is_wildcard(&srv->addr.ss);
   if (srv->pktinfo) {
     /* A dual-stack socket receives IPv4 datagrams with IP_PKTINFO and
      * IPv6 ones with IPV6_PKTINFO, so ask for both. */
-    if (set_int(fd, IPPROTO_IP, IP_PKTINFO, 1) != 0)
-      goto fail;
-    if (family == AF_INET6 && set_int(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1) != 0)
-      goto fail;
+    int on = 1;
+    if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on) != 0 ||
+        (srv->addr.ss.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on) != 0)) {
+      int rc = sk__fail(SK_ESOCKET, errno);
+      sk__close(fd);
+      return rc;
+    }
   }
-  if (family == AF_UNIX && prepare_unix_path(a) != 0) {
-    rc = SK_EBIND;
-    goto fail;
-  }
-  if (bind(fd, (struct sockaddr *)&a->ss, a->len) != 0) {
-    rc = SK_EBIND;
-    goto fail;
-  }
-  srv->unlink_path = family == AF_UNIX && ((struct sockaddr_un *)&a->ss)->sun_path[0] != '\0';
+  srv->unlink_path = sk__addr_is_unix_path(&srv->addr);
   srv->bound_len = sizeof srv->bound;
-  if (getsockname(fd, (struct sockaddr *)&srv->bound, &srv->bound_len) != 0)
-    goto fail;
+  if (getsockname(fd, (struct sockaddr *)&srv->bound, &srv->bound_len) != 0) {
+    int rc = sk__fail(SK_ESOCKET, errno);
+    sk__close(fd);
+    return rc;
+  }
   srv->fd = fd;
   return SK_OK;
-fail:
-  rc = sk__fail(rc, errno);
-  sk__close(fd);
-  return rc;
 }
 
 int sk_udp_server_listen(sk_udp_server *srv) {
@@ -311,10 +254,8 @@ static void send_reply(sk_udp_server *srv, struct msghdr *in, const char *reply)
   }
   struct iovec iov = {.iov_base = (void *)reply, .iov_len = len};
   pktinfo_control control;
-  struct msghdr out = {.msg_name = in->msg_name,
-                       .msg_namelen = in->msg_namelen,
-                       .msg_iov = &iov,
-                       .msg_iovlen = 1};
+  struct msghdr out = {
+      .msg_name = in->msg_name, .msg_namelen = in->msg_namelen, .msg_iov = &iov, .msg_iovlen = 1};
   if (srv->pktinfo) {
     size_t clen = reply_control(in, &control);
     if (clen) {
@@ -457,6 +398,6 @@ void sk_udp_server_destroy(sk_udp_server *srv) {
   sk__close(srv->fd);
   sk__close(srv->wakefd);
   if (srv->unlink_path)
-    unlink(((struct sockaddr_un *)&srv->addr.ss)->sun_path);
+    sk__unlink_unix_path(&srv->addr);
   free(srv);
 }

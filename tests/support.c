@@ -135,17 +135,11 @@ fail:
   return rc;
 }
 
+static int timed_join(pthread_t thread, int timeout_ms);
+
 int sk_test_udp_stop(sk_test_udp *t, int timeout_ms) {
   sk_udp_server_stop(t->srv);
-  struct timespec deadline;
-  clock_gettime(CLOCK_REALTIME, &deadline);
-  deadline.tv_sec += timeout_ms / 1000;
-  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
-  }
-  if (pthread_timedjoin_np(t->thread, NULL, &deadline) != 0)
+  if (timed_join(t->thread, timeout_ms) != 0)
     return -1000;
   sk_udp_server_destroy(t->srv);
   t->srv = NULL;
@@ -198,4 +192,167 @@ ssize_t sk_test_udp_exchange(int fd, const void *msg, size_t len, char *reply, s
 const char *sk_test_echo(const char *request, void *user) {
   (void)user;
   return request;
+}
+
+static void *tcp_run(void *arg) {
+  sk_test_tcp *t = arg;
+  atomic_store(&t->rc, sk_tcp_server_run(t->srv));
+  return NULL;
+}
+
+int sk_test_tcp_start_server(sk_test_tcp *t, sk_tcp_server *srv) {
+  memset(t, 0, sizeof *t);
+  t->srv = srv;
+  int rc = SK_OK;
+  int port = 0;
+  if ((sk_tcp_server_port(srv, &port) == SK_ESTATE && (rc = sk_tcp_server_listen(srv)) != SK_OK) ||
+      (rc = sk_tcp_server_address(srv, t->address, sizeof t->address)) != SK_OK ||
+      (rc = sk_tcp_server_port(srv, &t->port)) != SK_OK)
+    goto fail;
+  if (pthread_create(&t->thread, NULL, tcp_run, t) != 0) {
+    rc = SK_ESYS;
+    goto fail;
+  }
+  return SK_OK;
+fail:
+  sk_tcp_server_destroy(srv);
+  t->srv = NULL;
+  return rc;
+}
+
+int sk_test_tcp_start(sk_test_tcp *t, const char *address, sk_service service, void *user) {
+  sk_tcp_server *srv;
+  int rc = sk_tcp_server_create(&srv, address, service, user);
+  if (rc != SK_OK)
+    return rc;
+  return sk_test_tcp_start_server(t, srv);
+}
+
+static int timed_join(pthread_t thread, int timeout_ms) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += timeout_ms / 1000;
+  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000L;
+  }
+  return pthread_timedjoin_np(thread, NULL, &deadline);
+}
+
+int sk_test_tcp_stop(sk_test_tcp *t, int timeout_ms) {
+  sk_tcp_server_stop(t->srv);
+  if (timed_join(t->thread, timeout_ms) != 0)
+    return -1000;
+  sk_tcp_server_destroy(t->srv);
+  t->srv = NULL;
+  return atomic_load(&t->rc);
+}
+
+typedef struct tcp_stat_wait {
+  sk_tcp_server *srv;
+  int stat;
+  uint64_t want;
+  bool exact;
+} tcp_stat_wait;
+
+static bool tcp_stat_reached(void *arg) {
+  tcp_stat_wait *w = arg;
+  uint64_t v = 0;
+  if (sk_tcp_server_stat(w->srv, w->stat, &v) != SK_OK)
+    return false;
+  return w->exact ? v == w->want : v >= w->want;
+}
+
+bool sk_test_wait_tcp_stat(sk_tcp_server *srv, int stat, uint64_t want, int timeout_ms) {
+  tcp_stat_wait w = {srv, stat, want, false};
+  return sk_test_wait(tcp_stat_reached, &w, timeout_ms);
+}
+
+bool sk_test_wait_tcp_stat_eq(sk_tcp_server *srv, int stat, uint64_t want, int timeout_ms) {
+  tcp_stat_wait w = {srv, stat, want, true};
+  return sk_test_wait(tcp_stat_reached, &w, timeout_ms);
+}
+
+int sk_test_tcp_connect(const char *address) {
+  sk_addr a;
+  if (sk__addr_parse(&a, address) != 0)
+    return -1;
+  int fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  struct timeval tv = {.tv_sec = 10};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (connect(fd, (struct sockaddr *)&a.ss, a.len) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int sk_test_send_all(int fd, const void *bytes, size_t len) {
+  const char *p = bytes;
+  while (len > 0) {
+    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+ssize_t sk_test_read_exact(int fd, void *buf, size_t len, int timeout_ms) {
+  long long deadline = now_ms() + timeout_ms;
+  size_t got = 0;
+  while (got < len) {
+    long long left = deadline - now_ms();
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r = left > 0 ? poll(&p, 1, (int)left) : 0;
+    if (r == 0)
+      return -2;
+    if (r < 0)
+      return -1;
+    ssize_t n = recv(fd, (char *)buf + got, len - got, MSG_DONTWAIT);
+    if (n == 0)
+      return (ssize_t)got;
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN)
+        continue;
+      return -1;
+    }
+    got += (size_t)n;
+  }
+  return (ssize_t)got;
+}
+
+ssize_t sk_test_read_to_eof(int fd, char *buf, size_t size, int timeout_ms) {
+  long long deadline = now_ms() + timeout_ms;
+  size_t got = 0;
+  char sink[4096];
+  for (;;) {
+    long long left = deadline - now_ms();
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r = left > 0 ? poll(&p, 1, (int)left) : 0;
+    if (r == 0)
+      return -2;
+    if (r < 0)
+      return -1;
+    char *dst = got < size ? buf + got : sink;
+    size_t room = got < size ? size - got : sizeof sink;
+    ssize_t n = recv(fd, dst, room, MSG_DONTWAIT);
+    if (n == 0)
+      return (ssize_t)(got < size ? got : size);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN)
+        continue;
+      return -1;
+    }
+    if (got < size)
+      got += (size_t)n;
+  }
 }

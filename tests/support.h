@@ -62,6 +62,37 @@ ssize_t sk_test_udp_exchange(int fd, const void *msg, size_t len, char *reply, s
 /* Wait up to timeout_ms for one datagram. Same returns as above. */
 ssize_t sk_test_udp_recv(int fd, char *reply, size_t size, int timeout_ms);
 
+/* A TCP server running sk_tcp_server_run on its own thread. */
+typedef struct sk_test_tcp {
+  sk_tcp_server *srv;
+  pthread_t thread;
+  atomic_int rc;
+  char address[128];
+  int port;
+} sk_test_tcp;
+
+/* Listen (if not yet) and run srv on a new thread; srv is destroyed on
+ * failure. */
+int sk_test_tcp_start_server(sk_test_tcp *t, sk_tcp_server *srv);
+/* Create with default options, then as above. */
+int sk_test_tcp_start(sk_test_tcp *t, const char *address, sk_service service, void *user);
+/* Stop, join (bounded) and destroy; -1000 if run did not return in time. */
+int sk_test_tcp_stop(sk_test_tcp *t, int timeout_ms);
+bool sk_test_wait_tcp_stat(sk_tcp_server *srv, int stat, uint64_t want, int timeout_ms);
+bool sk_test_wait_tcp_stat_eq(sk_tcp_server *srv, int stat, uint64_t want, int timeout_ms);
+
+/* A blocking stream socket connected to `address`, with 10 s send and
+ * receive timeouts so no test can hang on it. -1 on failure. */
+int sk_test_tcp_connect(const char *address);
+/* Write all bytes (blocking). 0 or -1. */
+int sk_test_send_all(int fd, const void *bytes, size_t len);
+/* Read exactly len bytes within timeout_ms. Returns len, the short count
+ * at EOF, -1 on error, -2 on timeout. */
+ssize_t sk_test_read_exact(int fd, void *buf, size_t len, int timeout_ms);
+/* Read until EOF within timeout_ms, at most size bytes. Returns the bytes
+ * read before EOF, -1 on error (e.g. ECONNRESET), -2 on timeout. */
+ssize_t sk_test_read_to_eof(int fd, char *buf, size_t size, int timeout_ms);
+
 /* Services used by several tests. */
 const char *sk_test_echo(const char *request, void *user);
 

@@ -44,11 +44,15 @@ static const char *repeat(const char *prefix, char c, size_t n) {
   return buf;
 }
 
-static const struct sockaddr_in *v4(const sk_addr *a) { return (const struct sockaddr_in *)&a->ss; }
+static const struct sockaddr_in *v4(const sk_addr *a) {
+  return (const struct sockaddr_in *)&a->ss;
+}
 static const struct sockaddr_in6 *v6(const sk_addr *a) {
   return (const struct sockaddr_in6 *)&a->ss;
 }
-static const struct sockaddr_un *un(const sk_addr *a) { return (const struct sockaddr_un *)&a->ss; }
+static const struct sockaddr_un *un(const sk_addr *a) {
+  return (const struct sockaddr_un *)&a->ss;
+}
 
 /* ---- accepted forms ---- */
 

@@ -19,10 +19,11 @@ static const struct {
   int pinned;
   const char *name;
 } codes[] = {
-#define C(x, v) {x, v, #x}
-    C(SK_OK, 0),          C(SK_EINVAL, -1),   C(SK_ENOMEM, -2),     C(SK_EADDR, -3),
-    C(SK_ESOCKET, -4),    C(SK_EBIND, -5),    C(SK_ELISTEN, -6),    C(SK_EACCEPT, -7),
-    C(SK_ECONNECT, -8),   C(SK_EREAD, -9),    C(SK_EWRITE, -10),    C(SK_ESTATE, -11),
+#define C(x, v)                                                                                    \
+  { x, v, #x }
+    C(SK_OK, 0),          C(SK_EINVAL, -1),    C(SK_ENOMEM, -2),   C(SK_EADDR, -3),
+    C(SK_ESOCKET, -4),    C(SK_EBIND, -5),     C(SK_ELISTEN, -6),  C(SK_EACCEPT, -7),
+    C(SK_ECONNECT, -8),   C(SK_EREAD, -9),     C(SK_EWRITE, -10),  C(SK_ESTATE, -11),
     C(SK_ETIMEDOUT, -12), C(SK_EMSGSIZE, -13), C(SK_ECLOSED, -14), C(SK_EPROTO, -15),
     C(SK_ESYS, -16),
 #undef C

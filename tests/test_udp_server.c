@@ -63,8 +63,7 @@ static void echo_once(const char *server_address, const char *client_host) {
     ck_assert_str_eq(reply, want);
   } else if (self.ss_family == AF_INET6) {
     char want[80];
-    snprintf(want, sizeof want, "hello|[::1]:%d",
-             ntohs(((struct sockaddr_in6 *)&self)->sin6_port));
+    snprintf(want, sizeof want, "hello|[::1]:%d", ntohs(((struct sockaddr_in6 *)&self)->sin6_port));
     ck_assert_str_eq(reply, want);
   } else {
     ck_assert_msg(strncmp(reply, "hello|unix:@", 12) == 0, "reply was '%s'", reply);
@@ -76,7 +75,9 @@ static void echo_once(const char *server_address, const char *client_host) {
   ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
 }
 
-START_TEST(test_echo_ipv4) { echo_once("127.0.0.1:0", NULL); }
+START_TEST(test_echo_ipv4) {
+  echo_once("127.0.0.1:0", NULL);
+}
 END_TEST
 
 START_TEST(test_echo_ipv6) {
@@ -217,8 +218,7 @@ static void *load_thread(void *arg) {
     if (n < 0)
       break;
     int id = -1, k = -1;
-    if (sscanf(reply, "client %d request %d", &id, &k) != 2 || id != c->id || k < 0 ||
-        k >= next) {
+    if (sscanf(reply, "client %d request %d", &id, &k) != 2 || id != c->id || k < 0 || k >= next) {
       c->wrong++;
       continue;
     }
@@ -305,8 +305,8 @@ START_TEST(test_bad_datagrams_dropped_counted_logged) {
   int fd = sk_test_udp_socket(t.address);
   char big[17];
   memset(big, 'x', sizeof big);
-  ck_assert_int_eq(send(fd, big, 17, 0), 17);      /* one byte over the maximum */
-  ck_assert_int_eq(send(fd, "a\0b", 3, 0), 3);     /* NUL inside */
+  ck_assert_int_eq(send(fd, big, 17, 0), 17);  /* one byte over the maximum */
+  ck_assert_int_eq(send(fd, "a\0b", 3, 0), 3); /* NUL inside */
   char reply[64];
   ck_assert_int_eq(sk_test_udp_exchange(fd, big, 16, reply, sizeof reply, WAIT_MS), 16);
   uint64_t v = 0;

@@ -1,0 +1,49 @@
+/* loop.h -- internal: a small epoll reactor with an eventfd wake-up and a
+ * millisecond clock for timers. */
+#ifndef SK_LOOP_H
+#define SK_LOOP_H
+
+#include <stdint.h>
+#include <sys/epoll.h>
+
+/* The reactor is level-triggered. A connection is read once per wake-up,
+ * so no busy client can starve the others, and nothing has to read until
+ * EAGAIN just to re-arm the descriptor (the extra system call per event that
+ * edge-triggering needs). Interest in EPOLLOUT is switched on only while a
+ * connection has unsent output, which is rare, so level-triggering never
+ * reports a writable socket that nobody waits for. */
+typedef struct sk_loop {
+  int epfd;
+  int wakefd;
+  int64_t epoch_ms; /* CLOCK_MONOTONIC at creation; timers count from it */
+} sk_loop;
+
+/* epoll data value that marks the wake-up descriptor. */
+#define SK_LOOP_WAKE UINT64_MAX
+
+int sk__loop_init(sk_loop *loop);
+void sk__loop_close(sk_loop *loop);
+
+/* Register, change or remove a descriptor; `data` comes back with its
+ * events. Return 0 or -1 with errno. */
+int sk__loop_add(sk_loop *loop, int fd, uint32_t events, uint64_t data);
+int sk__loop_mod(sk_loop *loop, int fd, uint32_t events, uint64_t data);
+int sk__loop_del(sk_loop *loop, int fd);
+
+/* Wait for events (timeout_ms < 0: forever); EINTR returns 0 events.
+ * Returns the count or -1 with errno. A wake-up is drained here and
+ * reported as an event with data SK_LOOP_WAKE. */
+int sk__loop_wait(sk_loop *loop, struct epoll_event *events, int max, int timeout_ms);
+
+/* Wake the loop from any thread or a signal handler. */
+void sk__loop_wake(sk_loop *loop);
+
+/* Milliseconds since the loop was created, for timer deadlines. 32 bits
+ * wrap after 49 days; compare deadlines with sk__time_before. */
+uint32_t sk__loop_now(const sk_loop *loop);
+
+static inline int sk__time_before(uint32_t a, uint32_t b) {
+  return (int32_t)(a - b) < 0;
+}
+
+#endif

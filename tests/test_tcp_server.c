@@ -1,0 +1,445 @@
+/* test_tcp_server.c -- the TCP server: framings, many concurrent clients,
+ * pipelining, half-close, resets, protocol errors, UNIX/IPv6 and stop. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "support.h"
+
+#define WAIT_MS 5000
+
+static const char *peer_service(const char *request, void *user) {
+  (void)user;
+  const char *peer = sk_peer_address();
+  return sk_replyf("%s|%s", request, peer ? peer : "none");
+}
+
+static sk_tcp_server *new_server(const char *address, sk_service service, int framing,
+                                 long long max_message) {
+  sk_tcp_server *srv = NULL;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, address, service, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_FRAMING, framing), SK_OK);
+  if (max_message)
+    ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MAX_MESSAGE, max_message), SK_OK);
+  return srv;
+}
+
+static void expect_bytes(int fd, const char *want, size_t len) {
+  char got[4096];
+  ck_assert_uint_le(len, sizeof got);
+  ssize_t n = sk_test_read_exact(fd, got, len, WAIT_MS);
+  ck_assert_int_eq(n, (ssize_t)len);
+  ck_assert_msg(memcmp(got, want, len) == 0, "got '%.*s', want '%.*s'", (int)len, got, (int)len,
+                want);
+}
+
+static void line_echo_at(const char *address, const char *want_peer_prefix) {
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start(&t, address, peer_service, NULL), SK_OK);
+  int fd = sk_test_tcp_connect(t.address);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(sk_test_send_all(fd, "a\nb\r\n", 5), 0);
+  char want[256];
+  int len = snprintf(want, sizeof want, "a|%s", want_peer_prefix);
+  char got[256];
+  ck_assert_int_eq(sk_test_read_exact(fd, got, (size_t)len, WAIT_MS), len);
+  ck_assert_msg(memcmp(got, want, (size_t)len) == 0, "got '%.*s'", len, got);
+  close(fd);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+
+START_TEST(test_line_echo_ipv4_with_peer) {
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start(&t, "127.0.0.1:0", peer_service, NULL), SK_OK);
+  ck_assert_int_gt(t.port, 0);
+  int fd = sk_test_tcp_connect(t.address);
+  struct sockaddr_in self;
+  socklen_t len = sizeof self;
+  getsockname(fd, (struct sockaddr *)&self, &len);
+  ck_assert_int_eq(sk_test_send_all(fd, "a\nb\r\n", 5), 0);
+  char want[128];
+  int n = snprintf(want, sizeof want, "a|127.0.0.1:%d\nb|127.0.0.1:%d\n", ntohs(self.sin_port),
+                   ntohs(self.sin_port));
+  expect_bytes(fd, want, (size_t)n);
+  close(fd);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
+START_TEST(test_line_echo_ipv6_and_dual_stack) {
+  if (!sk_test_have_ipv6())
+    return;
+  line_echo_at("[::1]:0", "[::1]:");
+  /* The port-only form serves IPv4 clients too, shown as IPv4. */
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start(&t, ":0", peer_service, NULL), SK_OK);
+  char target[64];
+  snprintf(target, sizeof target, "127.0.0.1:%d", t.port);
+  int fd = sk_test_tcp_connect(target);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(sk_test_send_all(fd, "v4\n", 3), 0);
+  expect_bytes(fd, "v4|127.0.0.1:", 13);
+  close(fd);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
+START_TEST(test_unix_stream_echo_and_socket_file) {
+  char *dir = sk_test_tmpdir();
+  char address[256];
+  snprintf(address, sizeof address, "unix:%s/tcp.sock", dir);
+  line_echo_at(address, "unix:");
+  ck_assert_int_ne(access(address + 5, F_OK), 0); /* removed by destroy */
+  sk_test_rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_length_framing) {
+  sk_test_tcp t;
+  ck_assert_int_eq(
+      sk_test_tcp_start_server(&t, new_server("127.0.0.1:0", sk_test_echo, SK_FRAME_LENGTH, 0)),
+      SK_OK);
+  int fd = sk_test_tcp_connect(t.address);
+  /* Two messages in one write, one of them empty, then one split in three. */
+  const char two[] = "\0\0\0\x05hello\0\0\0\0";
+  ck_assert_int_eq(sk_test_send_all(fd, two, 13), 0);
+  expect_bytes(fd, "\0\0\0\x05hello\0\0\0\0", 13);
+  ck_assert_int_eq(sk_test_send_all(fd, "\0\0", 2), 0);
+  ck_assert_int_eq(sk_test_send_all(fd, "\0\x03g", 3), 0);
+  ck_assert_int_eq(sk_test_send_all(fd, "oo", 2), 0);
+  expect_bytes(fd, "\0\0\0\x03goo", 7);
+  close(fd);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
+START_TEST(test_raw_framing) {
+  sk_test_tcp t;
+  ck_assert_int_eq(
+      sk_test_tcp_start_server(&t, new_server("127.0.0.1:0", sk_test_echo, SK_FRAME_RAW, 0)),
+      SK_OK);
+  int fd = sk_test_tcp_connect(t.address);
+  ck_assert_int_eq(sk_test_send_all(fd, "hello raw", 9), 0);
+  expect_bytes(fd, "hello raw", 9);
+  close(fd);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
+/* 100 clients x 200 messages, driven round-robin by 10 threads of 10
+ * connections each; every reply checked in order. */
+#define THREADS 10
+#define CONNS_PER_THREAD 10
+#define MESSAGES 200
+
+typedef struct many_client {
+  int port;
+  int id;
+  int verified;
+  int failed;
+} many_client;
+
+static void *many_thread(void *arg) {
+  many_client *m = arg;
+  char target[64];
+  snprintf(target, sizeof target, "127.0.0.1:%d", m->port);
+  int fds[CONNS_PER_THREAD];
+  for (int i = 0; i < CONNS_PER_THREAD; i++)
+    if ((fds[i] = sk_test_tcp_connect(target)) < 0)
+      m->failed++;
+  for (int k = 0; k < MESSAGES && !m->failed; k++) {
+    char msg[64], got[64];
+    for (int i = 0; i < CONNS_PER_THREAD; i++) {
+      int len = snprintf(msg, sizeof msg, "t%d c%d m%d\n", m->id, i, k);
+      if (sk_test_send_all(fds[i], msg, (size_t)len) != 0)
+        m->failed++;
+    }
+    for (int i = 0; i < CONNS_PER_THREAD; i++) {
+      int len = snprintf(msg, sizeof msg, "t%d c%d m%d\n", m->id, i, k);
+      if (sk_test_read_exact(fds[i], got, (size_t)len, WAIT_MS) != len ||
+          memcmp(got, msg, (size_t)len) != 0)
+        m->failed++;
+      else
+        m->verified++;
+    }
+  }
+  for (int i = 0; i < CONNS_PER_THREAD; i++)
+    if (fds[i] >= 0)
+      close(fds[i]);
+  return NULL;
+}
+
+START_TEST(test_hundred_clients_in_order) {
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start(&t, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  pthread_t threads[THREADS];
+  many_client m[THREADS];
+  for (int i = 0; i < THREADS; i++) {
+    m[i] = (many_client){.port = t.port, .id = i};
+    ck_assert_int_eq(pthread_create(&threads[i], NULL, many_thread, &m[i]), 0);
+  }
+  int total = 0;
+  for (int i = 0; i < THREADS; i++) {
+    pthread_join(threads[i], NULL);
+    ck_assert_int_eq(m[i].failed, 0);
+    total += m[i].verified;
+  }
+  ck_assert_int_eq(total, THREADS * CONNS_PER_THREAD * MESSAGES);
+  uint64_t accepted = 0;
+  sk_tcp_server_stat(t.srv, SK_STAT_CONNECTIONS_ACCEPTED, &accepted);
+  ck_assert_uint_eq(accepted, THREADS * CONNS_PER_THREAD);
+  ck_assert(sk_test_wait_tcp_stat_eq(t.srv, SK_STAT_CONNECTIONS_ACTIVE, 0, WAIT_MS));
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
+/* A client pipelines MiBs of requests while reading nothing for as long as
+ * the server keeps taking them, then reads: every reply arrives, in order. */
+START_TEST(test_pipelining_without_reading) {
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start(&t, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  int fd = sk_test_tcp_connect(t.address);
+  int small = 16384;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+
+  enum { COUNT = 200000 }; /* 200,000 lines of 20 bytes: about 4 MiB */
+  const size_t line = 20;
+  char *sendbuf = malloc((size_t)COUNT * line + 1);
+  for (int i = 0; i < COUNT; i++)
+    snprintf(sendbuf + (size_t)i * line, line + 1, "request %011d\n", i);
+  size_t total = (size_t)COUNT * line, sent = 0, received = 0;
+  char *recvbuf = malloc(total);
+  int stalls = 0;
+  /* Phase 1: write only, until the server stops taking bytes for 200 ms. */
+  while (sent < total) {
+    ssize_t n = send(fd, sendbuf + sent, total - sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += (size_t)n;
+      continue;
+    }
+    ck_assert_msg(n < 0 && errno == EAGAIN, "send failed: %s", strerror(errno));
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    if (poll(&p, 1, 200) == 0 && ++stalls >= 1)
+      break;
+  }
+  ck_assert_uint_gt(sent, 1u << 20); /* the server took over a MiB unread */
+  /* Phase 2: read and write until every reply is back. */
+  for (int rounds = 0; received < total && rounds < 1000000; rounds++) {
+    struct pollfd p = {.fd = fd, .events = POLLIN | (sent < total ? POLLOUT : 0)};
+    ck_assert_int_gt(poll(&p, 1, WAIT_MS), 0);
+    if (p.revents & POLLOUT) {
+      ssize_t n = send(fd, sendbuf + sent, total - sent, MSG_NOSIGNAL);
+      if (n > 0)
+        sent += (size_t)n;
+    }
+    if (p.revents & POLLIN) {
+      ssize_t n = recv(fd, recvbuf + received, total - received, 0);
+      ck_assert_int_gt(n, 0);
+      received += (size_t)n;
+    }
+  }
+  ck_assert_uint_eq(received, total);
+  ck_assert(memcmp(sendbuf, recvbuf, total) == 0);
+  free(sendbuf);
+  free(recvbuf);
+  close(fd);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
+START_TEST(test_half_close_gets_every_reply) {
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start(&t, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  int fd = sk_test_tcp_connect(t.address);
+  ck_assert_int_eq(sk_test_send_all(fd, "x\ny\nincomplete", 14), 0);
+  ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+  char got[64];
+  ck_assert_int_eq(sk_test_read_to_eof(fd, got, sizeof got, WAIT_MS), 4);
+  ck_assert(memcmp(got, "x\ny\n", 4) == 0);
+  close(fd);
+  ck_assert(sk_test_wait_tcp_stat_eq(t.srv, SK_STAT_CONNECTIONS_ACTIVE, 0, WAIT_MS));
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
+static void abort_connection(int fd) {
+  struct linger l = {.l_onoff = 1, .l_linger = 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  close(fd); /* sends RST */
+}
+
+START_TEST(test_reset_mid_message_leaves_others_served) {
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start(&t, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  int other = sk_test_tcp_connect(t.address);
+  for (int i = 0; i < 20; i++) {
+    int fd = sk_test_tcp_connect(t.address);
+    ck_assert_int_eq(sk_test_send_all(fd, "done\npartial mess", 17), 0);
+    if (i % 2)
+      expect_bytes(fd, "done\n", 5); /* some reset after the reply, some before */
+    abort_connection(fd);
+  }
+  ck_assert_int_eq(sk_test_send_all(other, "still here\n", 11), 0);
+  expect_bytes(other, "still here\n", 11);
+  close(other);
+  ck_assert(sk_test_wait_tcp_stat_eq(t.srv, SK_STAT_CONNECTIONS_ACTIVE, 0, WAIT_MS));
+  uint64_t accepted = 0;
+  sk_tcp_server_stat(t.srv, SK_STAT_CONNECTIONS_ACCEPTED, &accepted);
+  ck_assert_uint_eq(accepted, 21);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
+/* The owed replies arrive, then a clean EOF (not a reset), and only this
+ * connection is affected. */
+static void protocol_error_case(const char *bad, size_t bad_len, int stat) {
+  sk_test_tcp t;
+  ck_assert_int_eq(
+      sk_test_tcp_start_server(&t, new_server("127.0.0.1:0", sk_test_echo, SK_FRAME_LINE, 16)),
+      SK_OK);
+  int other = sk_test_tcp_connect(t.address);
+  int fd = sk_test_tcp_connect(t.address);
+  ck_assert_int_eq(sk_test_send_all(fd, "ok1\nok2\n", 8), 0);
+  ck_assert_int_eq(sk_test_send_all(fd, bad, bad_len), 0);
+  ck_assert_int_eq(sk_test_send_all(fd, "after\n", 6), 0);
+  char got[64];
+  ck_assert_int_eq(sk_test_read_to_eof(fd, got, sizeof got, WAIT_MS), 8);
+  ck_assert(memcmp(got, "ok1\nok2\n", 8) == 0);
+  close(fd);
+  ck_assert_int_eq(sk_test_send_all(other, "fine\n", 5), 0);
+  expect_bytes(other, "fine\n", 5);
+  uint64_t drops = 0;
+  sk_tcp_server_stat(t.srv, stat, &drops);
+  ck_assert_uint_eq(drops, 1);
+  close(other);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+
+START_TEST(test_oversize_line_closes_only_that_connection) {
+  char bad[64];
+  memset(bad, 'x', sizeof bad);
+  bad[sizeof bad - 1] = '\n';
+  protocol_error_case(bad, sizeof bad, SK_STAT_DROPS_TRUNCATED);
+  /* Without a newline at all, the limit still applies. */
+  protocol_error_case(bad, sizeof bad - 1, SK_STAT_DROPS_TRUNCATED);
+}
+END_TEST
+
+START_TEST(test_nul_byte_closes_only_that_connection) {
+  protocol_error_case("a\0b\n", 4, SK_STAT_DROPS_NUL);
+}
+END_TEST
+
+START_TEST(test_stop_with_clients_connected) {
+  int fds_before = sk_test_fd_count();
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start(&t, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  int clients[20];
+  for (int i = 0; i < 20; i++) {
+    clients[i] = sk_test_tcp_connect(t.address);
+    ck_assert_int_ge(clients[i], 0);
+    ck_assert_int_eq(sk_test_send_all(clients[i], "hi\n", 3), 0);
+    expect_bytes(clients[i], "hi\n", 3);
+  }
+  ck_assert_int_eq(sk_test_tcp_stop(&t, 2000), SK_OK);
+  /* Every client sees its connection end. */
+  for (int i = 0; i < 20; i++) {
+    char got[8];
+    ck_assert_int_eq(sk_test_read_to_eof(clients[i], got, sizeof got, WAIT_MS), 0);
+    close(clients[i]);
+  }
+  ck_assert_int_eq(sk_test_fd_count(), fds_before);
+}
+END_TEST
+
+START_TEST(test_lifecycle_and_options) {
+  sk_tcp_server *srv = (sk_tcp_server *)1;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, "1.2.3:4", sk_test_echo, NULL), SK_EADDR);
+  ck_assert_ptr_null(srv);
+  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", NULL, NULL), SK_EINVAL);
+  sk_tcp_server_destroy(NULL);
+
+  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  long long v;
+  ck_assert_int_eq(sk_tcp_server_get(srv, SK_OPT_MAX_MESSAGE, &v), SK_OK);
+  ck_assert_int_eq(v, 65536);
+  ck_assert_int_eq(sk_tcp_server_get(srv, SK_OPT_FRAMING, &v), SK_OK);
+  ck_assert_int_eq(v, SK_FRAME_LINE);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_FRAMING, 3), SK_EINVAL);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_BACKLOG, 0), SK_EINVAL);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MAX_MESSAGE, 0), SK_EINVAL);
+  ck_assert_int_eq(sk_tcp_server_set(srv, 12345, 0), SK_EINVAL);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_BACKLOG, 16), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_listen(srv), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_BACKLOG, 32), SK_ESTATE);
+  int port;
+  ck_assert_int_eq(sk_tcp_server_port(srv, &port), SK_OK);
+
+  /* The same port again: SK_EBIND with the OS reason. */
+  char address[64];
+  snprintf(address, sizeof address, "127.0.0.1:%d", port);
+  sk_tcp_server *second;
+  ck_assert_int_eq(sk_tcp_server_create(&second, address, sk_test_echo, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_run(second), SK_EBIND);
+  ck_assert_int_eq(sk_last_os_error(), EADDRINUSE);
+  sk_tcp_server_destroy(second);
+
+  /* Run once; after stop, run refuses. */
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
+  int fd = sk_test_tcp_connect(t.address);
+  ck_assert_int_eq(sk_test_send_all(fd, "up\n", 3), 0);
+  expect_bytes(fd, "up\n", 3);
+  close(fd);
+  sk_tcp_server_stop(srv);
+  pthread_join(t.thread, NULL);
+  ck_assert_int_eq(atomic_load(&t.rc), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_run(srv), SK_ESTATE);
+  sk_tcp_server_destroy(srv);
+
+  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  sk_tcp_server_stop(srv);
+  ck_assert_int_eq(sk_tcp_server_run(srv), SK_ESTATE);
+  sk_tcp_server_destroy(srv);
+}
+END_TEST
+
+static Suite *tcp_suite(void) {
+  Suite *s = suite_create("tcp_server");
+  TCase *tc = tcase_create("tcp");
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, test_line_echo_ipv4_with_peer);
+  tcase_add_test(tc, test_line_echo_ipv6_and_dual_stack);
+  tcase_add_test(tc, test_unix_stream_echo_and_socket_file);
+  tcase_add_test(tc, test_length_framing);
+  tcase_add_test(tc, test_raw_framing);
+  tcase_add_test(tc, test_hundred_clients_in_order);
+  tcase_add_test(tc, test_pipelining_without_reading);
+  tcase_add_test(tc, test_half_close_gets_every_reply);
+  tcase_add_test(tc, test_reset_mid_message_leaves_others_served);
+  tcase_add_test(tc, test_oversize_line_closes_only_that_connection);
+  tcase_add_test(tc, test_nul_byte_closes_only_that_connection);
+  tcase_add_test(tc, test_stop_with_clients_connected);
+  tcase_add_test(tc, test_lifecycle_and_options);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  if (getenv("SK_TEST_DEBUG"))
+    sk_set_log_level(SK_LOG_DEBUG);
+  SRunner *sr = srunner_create(tcp_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
