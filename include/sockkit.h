@@ -272,7 +272,45 @@ typedef enum sk_option {
   SK_OPT_FRAMING = 5,
   /** TCP only: the listen() backlog; default SOMAXCONN (4096 on current
    *  Linux, capped by net.core.somaxconn); range 1..65535. */
-  SK_OPT_BACKLOG = 6
+  SK_OPT_BACKLOG = 6,
+  /** Who runs the service, one of ::sk_model; default
+   *  ::SK_MODEL_EVENT_LOOP. UDP accepts ::SK_MODEL_EVENT_LOOP and
+   *  ::SK_MODEL_WORKER_POOL. */
+  SK_OPT_MODEL = 7,
+  /** Worker threads of ::SK_MODEL_WORKER_POOL; default 0, meaning the
+   *  number of online CPUs; range 0..1024. */
+  SK_OPT_WORKERS = 8,
+  /** Event-loop threads, each with its own SO_REUSEPORT socket on the same
+   *  port; default 1; 0 means the number of online CPUs; range 0..256.
+   *  ::SK_MODEL_PROCESS_PER_CONNECTION requires 1. */
+  SK_OPT_IO_THREADS = 9,
+  /** TCP only: most connections open at once; one more is accepted and
+   *  closed at once (::SK_STAT_CONNECTIONS_REJECTED); default 0, meaning
+   *  no limit but the descriptor limit; range 0..INT_MAX. */
+  SK_OPT_MAX_CONNECTIONS = 10,
+  /** TCP only: a connection with no complete request and nothing to send
+   *  for this long is closed (::SK_STAT_CONNECTIONS_TIMED_OUT); default
+   *  60000; 0 disables; range 0..INT_MAX. */
+  SK_OPT_IDLE_TIMEOUT_MS = 11,
+  /** TCP only: a connection whose client takes none of its pending replies
+   *  for this long is closed (::SK_STAT_CONNECTIONS_TIMED_OUT); default
+   *  30000; 0 disables; range 0..INT_MAX. */
+  SK_OPT_WRITE_TIMEOUT_MS = 12,
+  /** TCP only: unsent reply bytes at which a connection stops being read
+   *  until they drain below half; default 1048576 (1 MiB); range
+   *  1024..1073741824. */
+  SK_OPT_OUTPUT_HIGH_WATER = 13,
+  /** TCP only: cap on unsent reply bytes across all connections; over it,
+   *  every connection with pending output stops being read; default
+   *  268435456 (256 MiB); 0 disables; range 0..2^40. */
+  SK_OPT_MAX_BUFFERED = 14,
+  /** How long stop waits for running services and owed replies before it
+   *  closes everything; default 5000; range 0..INT_MAX. */
+  SK_OPT_DRAIN_TIMEOUT_MS = 15,
+  /** TCP with ::SK_MODEL_WORKER_POOL: requests of one connection handed to
+   *  the pool and not yet answered; at the limit the connection is not
+   *  read until replies come back; default 16; range 1..65536. */
+  SK_OPT_MAX_INFLIGHT = 16
 } sk_option;
 
 /** Counters, readable from any thread while the server runs. */
@@ -285,14 +323,63 @@ typedef enum sk_stat {
   SK_STAT_DROPS_NUL = 6,       /**< Requests dropped for containing a NUL byte. */
   SK_STAT_DROPS_NO_ADDRESS =
       7, /**< Replies dropped: the sender has no address (unbound UNIX socket). */
-  SK_STAT_DROPS_WOULD_BLOCK = 8,     /**< Replies dropped: the socket buffer was full. */
-  SK_STAT_DROPS_SEND_ERROR = 9,      /**< Replies dropped: sending failed for another reason. */
-  SK_STAT_DROPS_TOO_LARGE = 10,      /**< Replies dropped: longer than a datagram can carry. */
-  SK_STAT_CONNECTIONS_ACCEPTED = 11, /**< TCP: connections accepted. */
-  SK_STAT_CONNECTIONS_ACTIVE = 12,   /**< TCP: connections open now (a gauge). */
-  SK_STAT_CONNECTIONS_RESET = 13     /**< TCP: connections closed because of an error
-                                          (reset by the client, failed send). */
+  SK_STAT_DROPS_WOULD_BLOCK = 8,      /**< Replies dropped: the socket buffer was full. */
+  SK_STAT_DROPS_SEND_ERROR = 9,       /**< Replies dropped: sending failed for another reason. */
+  SK_STAT_DROPS_TOO_LARGE = 10,       /**< Replies dropped: longer than a datagram can carry. */
+  SK_STAT_CONNECTIONS_ACCEPTED = 11,  /**< TCP: connections accepted. */
+  SK_STAT_CONNECTIONS_ACTIVE = 12,    /**< TCP: connections open now (a gauge). */
+  SK_STAT_CONNECTIONS_RESET = 13,     /**< TCP: connections closed because of an error
+                                           (reset by the client, failed send). */
+  SK_STAT_CONNECTIONS_REJECTED = 14,  /**< TCP: connections closed at once: over
+                                           ::SK_OPT_MAX_CONNECTIONS or out of descriptors. */
+  SK_STAT_CONNECTIONS_TIMED_OUT = 15, /**< TCP: connections closed by the idle or
+                                           write timeout. */
+  SK_STAT_BYTES_BUFFERED = 16,        /**< TCP: unsent reply bytes held now (a gauge). */
+  SK_STAT_DROPS_QUEUE_FULL = 17       /**< UDP worker pool: requests dropped because the
+                                           pool's queue was full. */
 } sk_stat;
+
+/** @} */
+
+/**
+ * @defgroup models Concurrency models
+ * Who runs the service, chosen with the ::SK_OPT_MODEL option. Whatever the
+ * model, the replies of one connection leave in request order.
+ *
+ * Reply buffers: a string literal or a pointer into the request is always
+ * safe; sk_replyf() and other per-thread buffers are safe in every model
+ * (the library copies the reply before that thread runs user code again);
+ * a shared static buffer is safe only with ::SK_MODEL_EVENT_LOOP and one
+ * I/O thread, or ::SK_MODEL_PROCESS_PER_CONNECTION; heap replies are safe
+ * everywhere once a free function is set with sk_tcp_server_set_reply_free().
+ * @{
+ */
+
+/** Concurrency models. Values are part of the ABI. */
+typedef enum sk_model {
+  /** The service runs on the event-loop thread(s): fastest, for services
+   *  that never block. The default. */
+  SK_MODEL_EVENT_LOOP = 0,
+  /** The service runs on a bounded pool of ::SK_OPT_WORKERS threads;
+   *  replies return to the connection's event loop and leave in order. For
+   *  services that block (disk, commands, other servers). */
+  SK_MODEL_WORKER_POOL = 1,
+  /** TCP only: one thread per client, as in the classic tutorial. The thread
+   *  waits on its socket and on stop, so timeouts and stop still work. */
+  SK_MODEL_THREAD_PER_CONNECTION = 2,
+  /** TCP only: a forked child process per client, for crash isolation. A
+   *  crashing service kills only its child. Requires one I/O thread. The
+   *  child runs only the service; it must not call into the server. */
+  SK_MODEL_PROCESS_PER_CONNECTION = 3
+} sk_model;
+
+/**
+ * A function that frees a reply returned by a service, for services that
+ * return heap memory; see sk_tcp_server_set_reply_free().
+ *
+ * @param reply the non-NULL pointer the service returned.
+ */
+typedef void (*sk_reply_free)(void *reply);
 
 /** @} */
 
@@ -425,6 +512,34 @@ SK_API int sk_udp_server_address(const sk_udp_server *srv, char *buf, size_t siz
  * @note Blocks. The service runs on the calling thread.
  */
 SK_API int sk_udp_server_run(sk_udp_server *srv);
+
+/**
+ * Start serving on threads of the library's own and return at once; for
+ * programs that have other work for the calling thread. Listens first if
+ * needed. Stop with sk_udp_server_stop(); sk_udp_server_destroy() then waits
+ * for the threads to end.
+ *
+ * @param srv the server.
+ * @return ::SK_OK; ::SK_EINVAL for NULL; ::SK_ESTATE if the server is
+ *         running or has run (or was stopped) already; any error of
+ *         sk_udp_server_listen(); ::SK_ENOMEM; ::SK_ESYS if a thread cannot
+ *         be started.
+ * @note Not thread-safe with other calls on the same server.
+ */
+SK_API int sk_udp_server_start(sk_udp_server *srv);
+
+/**
+ * Hand ownership of replies to the library: after copying each non-NULL
+ * reply, the library calls @p fn on it. For services that return heap
+ * memory (e.g. `strdup`), with @p fn = `free`. Only before listening.
+ *
+ * @param srv the server.
+ * @param fn  the free function, or NULL (the default) for none.
+ * @return ::SK_OK; ::SK_EINVAL for a NULL server; ::SK_ESTATE once listening.
+ * @note Not thread-safe: configure before listening. @p fn may be called
+ *       from any thread that runs the service.
+ */
+SK_API int sk_udp_server_set_reply_free(sk_udp_server *srv, sk_reply_free fn);
 
 /**
  * Ask the server to stop. sk_udp_server_run() returns soon after, once the
@@ -578,6 +693,34 @@ SK_API int sk_tcp_server_address(const sk_tcp_server *srv, char *buf, size_t siz
  * @note Blocks. The service runs on the calling thread.
  */
 SK_API int sk_tcp_server_run(sk_tcp_server *srv);
+
+/**
+ * Start serving on threads of the library's own and return at once; for
+ * programs that have other work for the calling thread. Listens first if
+ * needed. Stop with sk_tcp_server_stop(); sk_tcp_server_destroy() then
+ * waits for the threads to end.
+ *
+ * @param srv the server.
+ * @return ::SK_OK; ::SK_EINVAL for NULL; ::SK_ESTATE if the server is
+ *         running or has run (or was stopped) already; any error of
+ *         sk_tcp_server_listen(); ::SK_ENOMEM; ::SK_ESYS if a thread cannot
+ *         be started.
+ * @note Not thread-safe with other calls on the same server.
+ */
+SK_API int sk_tcp_server_start(sk_tcp_server *srv);
+
+/**
+ * Hand ownership of replies to the library: after copying each non-NULL
+ * reply, the library calls @p fn on it. For services that return heap
+ * memory (e.g. `strdup`), with @p fn = `free`. Only before listening.
+ *
+ * @param srv the server.
+ * @param fn  the free function, or NULL (the default) for none.
+ * @return ::SK_OK; ::SK_EINVAL for a NULL server; ::SK_ESTATE once listening.
+ * @note Not thread-safe: configure before listening. @p fn may be called
+ *       from any thread that runs the service.
+ */
+SK_API int sk_tcp_server_set_reply_free(sk_tcp_server *srv, sk_reply_free fn);
 
 /**
  * Ask the server to stop; sk_tcp_server_run() returns soon after. Stopping

@@ -59,7 +59,13 @@ _Static_assert(sizeof(sk_conn) <= 32, "an idle connection must stay within 32 by
 /* Timer lists: every member of one list has the same timeout, so appending
  * at the tail keeps each list sorted by deadline and every operation is
  * O(1). Which list a connection is in is kept in its flags. */
-enum { SK_LIST_NONE = 0, SK_LIST_IDLE = 1, SK_LIST_LINGER = 2, SK_LIST_COUNT = 3 };
+enum {
+  SK_LIST_NONE = 0,
+  SK_LIST_IDLE = 1,   /* waiting for a request */
+  SK_LIST_WRITE = 2,  /* waiting for the client to take output */
+  SK_LIST_LINGER = 3, /* closing: waiting for the client's EOF */
+  SK_LIST_COUNT = 4
+};
 
 typedef struct sk_timer_list {
   int32_t head;

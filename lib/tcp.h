@@ -1,0 +1,191 @@
+/* tcp.h -- internal: the TCP server's shared state, split across
+ * tcp_server.c (API and lifecycle), tcp_loop.c (event loops) and
+ * tcp_blocking.c (thread- and process-per-connection). */
+#ifndef SK_TCP_H
+#define SK_TCP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "addr.h"
+#include "conn.h"
+#include "internal.h"
+#include "loop.h"
+#include "pool.h"
+
+/* Bytes one read may bring beyond the largest message it completes. */
+#define SK_TCP_READ_CHUNK 65536
+/* How long a closing connection may take to send its EOF after ours. */
+#define SK_TCP_LINGER_MS 2000
+
+#define SK_TCP_STAT_COUNT (SK_STAT_DROPS_QUEUE_FULL + 1)
+
+enum sk_tcp_state { SK_TCP_CREATED, SK_TCP_LISTENING, SK_TCP_RUNNING, SK_TCP_DONE };
+
+/* Connection flags beyond those of conn.h. */
+enum {
+  SK_CONN_JOB_PAUSED = 1u << 6, /* pool: in-flight limit reached */
+  SK_CONN_STOPPING = 1u << 7,   /* server stopping: no more requests */
+};
+
+typedef struct sk_tcp_job sk_tcp_job;
+typedef struct sk_tcp_io sk_tcp_io;
+
+/* Requests of one connection handed to the pool, oldest first. */
+typedef struct sk_job_fifo {
+  sk_tcp_job *head;
+  sk_tcp_job *tail;
+  uint32_t count;
+} sk_job_fifo;
+
+/* A request travelling to the pool and its reply travelling back. */
+struct sk_tcp_job {
+  sk_pool_task task;
+  sk_tcp_io *io;
+  sk_tcp_job *next_in_conn; /* FIFO of the connection (loop thread only) */
+  sk_tcp_job *next_done;    /* completion list (under io->done_lock) */
+  int fd;
+  bool done;     /* loop thread only: the reply is back */
+  bool orphaned; /* loop thread only: the connection closed meanwhile */
+  char *reply;   /* malloc'd copy, or NULL for no reply */
+  size_t reply_len;
+  size_t request_len;
+  char request[]; /* NUL-terminated copy */
+};
+
+/* A child of the process-per-connection model. */
+typedef struct sk_tcp_child {
+  pid_t pid;
+  int pidfd; /* -1 where pidfd_open is unavailable: polled instead */
+} sk_tcp_child;
+
+/* One event-loop thread: its listener, connections and working memory. */
+struct sk_tcp_io {
+  sk_tcp_server *srv;
+  int index;
+  sk_loop loop; /* its wake-up carries pool completions */
+  int listen_fd;
+  bool owns_listener; /* false where loops share one UNIX listener */
+  int reserve_fd;     /* spare descriptor given up to shed a client at EMFILE */
+  bool listen_paused;
+  uint32_t listen_resume_at;
+  pthread_t thread;
+  bool thread_started;
+  int rc;
+
+  /* Reads land in `in` behind the carried bytes of an incomplete message;
+   * replies of one read collect in `out` and leave in one send. */
+  char *in;
+  size_t in_size;
+  sk_buf *out;
+  sk_conn_table conns;
+
+  /* Worker pool model. */
+  sk_job_fifo *fifos; /* indexed by descriptor */
+  int fifo_cap;
+  pthread_mutex_t done_lock;
+  sk_tcp_job *done_head;
+  int *touched; /* descriptors with completions, scratch of collect_jobs */
+  int touched_cap;
+
+  /* Process-per-connection model. */
+  sk_tcp_child *children;
+  int nchildren;
+  int children_cap;
+};
+
+/* A thread of the thread-per-connection model. */
+typedef struct sk_conn_thread {
+  pthread_t id;
+  sk_tcp_server *srv;
+  int fd;
+  struct sk_conn_thread *next;
+} sk_conn_thread;
+
+struct sk_tcp_server {
+  sk_addr addr;
+  sk_service service;
+  void *user;
+  sk_reply_free reply_free;
+
+  long long max_message;
+  long long reuseport;
+  long long rcvbuf;
+  long long sndbuf;
+  long long framing;
+  long long backlog;
+  long long model;
+  long long workers;
+  long long io_threads;
+  long long max_connections;
+  long long idle_timeout_ms;
+  long long write_timeout_ms;
+  long long high_water;
+  long long max_buffered;
+  long long drain_timeout_ms;
+  long long max_inflight;
+
+  enum sk_tcp_state state;
+  atomic_bool stop_requested;
+  atomic_bool cancel_jobs; /* drain time is over: queued jobs skip the service */
+  /* Never drained: once written, every loop and connection thread sees it
+   * readable, which is what makes stop sticky and reach them all. */
+  int stopfd;
+  bool started; /* threads run that destroy must join */
+  bool unlink_path;
+  bool nodelay; /* TCP (not UNIX): replies must not wait for Nagle */
+
+  int nio;
+  sk_tcp_io *io;
+  sk_pool *pool;
+
+  pthread_mutex_t threads_lock;
+  sk_conn_thread *live_threads;
+  sk_conn_thread *finished_threads;
+
+  struct sockaddr_storage bound;
+  socklen_t bound_len;
+
+  atomic_llong active;   /* connections (or children) open now */
+  atomic_llong buffered; /* unsent reply bytes across connections */
+  /* In a MAP_SHARED mapping, so that children of the process model count
+   * their requests into the parent's counters. */
+  _Atomic uint64_t *stats;
+};
+
+static inline void sk__tcp_count(sk_tcp_server *srv, int stat, int64_t n) {
+  atomic_fetch_add_explicit(&srv->stats[stat], (uint64_t)n, memory_order_relaxed);
+}
+
+/* tcp_loop.c */
+int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv, int index);
+void sk__tcp_io_free(sk_tcp_io *io);
+int sk__tcp_io_run(sk_tcp_io *io);
+
+/* Shared by the loop and the blocking models. */
+/* Run the service on one message (NUL-terminated in place) and append its
+ * framed reply to *out. */
+void sk__tcp_serve(sk_tcp_server *srv, int fd, char *payload, size_t len, sk_buf **out);
+/* Append a reply, framed, to *out and count it. False if out of memory. */
+bool sk__tcp_frame_reply(sk_tcp_server *srv, const char *reply, sk_buf **out);
+void sk__tcp_log_conn(int level, int fd, const char *what);
+/* Count and log a protocol error (SK_EMSGSIZE or SK_EPROTO). */
+void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc);
+
+/* tcp_blocking.c */
+/* Serve one connection to the end on the calling thread (thread and
+ * process models). Closes fd. stopfd < 0: no stop signal to watch. */
+void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd);
+/* Thread model: start a thread for fd, or close it. */
+void sk__tcp_spawn_thread(sk_tcp_server *srv, int fd);
+/* Thread model: join threads that have finished (all of them if `all`,
+ * waiting for the rest). */
+void sk__tcp_join_threads(sk_tcp_server *srv, bool all);
+/* Process model: fork a child for fd (closed in the parent). */
+void sk__tcp_spawn_child(sk_tcp_io *io, int fd);
+/* Process model: reap children that have exited. */
+void sk__tcp_reap_children(sk_tcp_io *io, bool wait_all);
+
+#endif

@@ -1,0 +1,816 @@
+/* tcp_loop.c -- one TCP event loop: accept, per-connection framing, reply
+ * dispatch (inline or through the worker pool), timers and the stop drain. */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "tcp.h"
+
+/* epoll data tags; connections use their descriptor. */
+#define LISTENER_TAG (UINT64_C(1) << 40)
+#define STOP_TAG (UINT64_C(2) << 40)
+#define CHILD_TAG (UINT64_C(3) << 40)
+#define TAG_MASK (UINT64_C(0xff) << 40)
+
+#define ACCEPT_BATCH 64
+#define EVENT_BATCH 256
+/* How long the listener rests when no descriptor can be freed to shed a
+ * client at EMFILE, so that running out of descriptors never spins. */
+#define ACCEPT_PAUSE_MS 100
+
+/* ---- shared with the blocking models --------------------------------- */
+
+void sk__tcp_log_conn(int level, int fd, const char *what) {
+  if (!sk__log_enabled(level))
+    return;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  char peer[SK__ADDR_TEXT_MAX] = "unknown";
+  if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+    sk__addr_format((struct sockaddr *)&ss, len, peer, sizeof peer);
+  sk__log(level, "tcp: connection from %s: %s", peer, what);
+}
+
+void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc) {
+  bool oversize = rc == SK_EMSGSIZE;
+  sk__tcp_count(srv, oversize ? SK_STAT_DROPS_TRUNCATED : SK_STAT_DROPS_NUL, 1);
+  sk__tcp_log_conn(SK_LOG_WARN, fd,
+                   oversize ? "message larger than the maximum; closing"
+                            : "NUL byte in a message; closing");
+}
+
+bool sk__tcp_frame_reply(sk_tcp_server *srv, const char *reply, sk_buf **out) {
+  size_t len = strlen(reply);
+  int framing = (int)srv->framing;
+  char *dst = len <= UINT32_MAX ? sk__buf_reserve(out, len + sk__frame_overhead(framing)) : NULL;
+  if (dst) {
+    (*out)->len += (uint32_t)sk__frame_encode(framing, dst, reply, len);
+    sk__tcp_count(srv, SK_STAT_MESSAGES_OUT, 1);
+    sk__tcp_count(srv, SK_STAT_BYTES_OUT, (int64_t)len);
+  } else {
+    sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
+    sk__log(SK_LOG_ERROR, "tcp: cannot queue a reply of %zu bytes; dropped", len);
+  }
+  return dst != NULL;
+}
+
+void sk__tcp_serve(sk_tcp_server *srv, int fd, char *payload, size_t len, sk_buf **out) {
+  /* The byte after the payload is always ours (the newline, the next
+   * header, or the spare byte after a read), so the request becomes a C
+   * string in place, without a copy. */
+  char saved = payload[len];
+  payload[len] = '\0';
+  sk__tcp_count(srv, SK_STAT_MESSAGES_IN, 1);
+  sk__tcp_count(srv, SK_STAT_BYTES_IN, (int64_t)len);
+  sk__peer_set_fd(fd);
+  const char *reply = srv->service(payload, srv->user);
+  /* Copied into *out before any user code runs again on this thread. */
+  if (reply) {
+    sk__tcp_frame_reply(srv, reply, out);
+    if (srv->reply_free)
+      srv->reply_free((void *)reply);
+  }
+  sk__peer_clear();
+  payload[len] = saved;
+}
+
+/* ---- setup ------------------------------------------------------------ */
+
+int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv, int index) {
+  io->srv = srv;
+  io->index = index;
+  io->reserve_fd = -1;
+  sk__conn_table_init(&io->conns);
+  io->conns.lists[SK_LIST_IDLE].timeout_ms = (uint32_t)srv->idle_timeout_ms;
+  io->conns.lists[SK_LIST_WRITE].timeout_ms = (uint32_t)srv->write_timeout_ms;
+  io->conns.lists[SK_LIST_LINGER].timeout_ms = SK_TCP_LINGER_MS;
+  pthread_mutex_init(&io->done_lock, NULL);
+  int rc = sk__loop_init(&io->loop);
+  if (rc != SK_OK) {
+    pthread_mutex_destroy(&io->done_lock);
+    io->srv = NULL;
+    return rc;
+  }
+  /* Kept open so that one can be given up at EMFILE to accept and close
+   * the next client, instead of leaving it in the backlog forever. */
+  io->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return SK_OK;
+}
+
+static void free_job_list(sk_tcp_job *job, bool via_done) {
+  while (job) {
+    sk_tcp_job *next = via_done ? job->next_done : job->next_in_conn;
+    free(job->reply);
+    free(job);
+    job = next;
+  }
+}
+
+void sk__tcp_io_free(sk_tcp_io *io) {
+  if (!io->srv)
+    return; /* never initialised, or freed already */
+  for (int fd = 0; fd < io->conns.cap; fd++)
+    if (sk__conn_get(&io->conns, fd))
+      sk__close(fd);
+  sk__conn_table_free(&io->conns);
+  /* Jobs come back through the done list even when their connection is
+   * gone; the ones still in a connection's FIFO are done and unsent. */
+  free_job_list(io->done_head, true);
+  io->done_head = NULL;
+  for (int fd = 0; fd < io->fifo_cap; fd++)
+    for (sk_tcp_job *j = io->fifos[fd].head, *next; j; j = next) {
+      next = j->next_in_conn;
+      if (j->done) {
+        free(j->reply);
+        free(j);
+      }
+    }
+  free(io->fifos);
+  io->fifos = NULL;
+  free(io->children);
+  io->children = NULL;
+  free(io->touched);
+  io->touched = NULL;
+  if (io->owns_listener)
+    sk__close(io->listen_fd);
+  io->listen_fd = -1;
+  sk__close(io->reserve_fd);
+  sk__loop_close(&io->loop);
+  free(io->in);
+  io->in = NULL;
+  free(io->out);
+  io->out = NULL;
+  pthread_mutex_destroy(&io->done_lock);
+  io->srv = NULL;
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+static uint32_t fifo_count(sk_tcp_io *io, int fd) {
+  return fd < io->fifo_cap ? io->fifos[fd].count : 0;
+}
+
+static void buffered_add(sk_tcp_io *io, int64_t n) {
+  atomic_fetch_add_explicit(&io->srv->buffered, n, memory_order_relaxed);
+}
+
+static void close_conn(sk_tcp_io *io, int fd) {
+  sk_conn *c = sk__conn_get(&io->conns, fd);
+  buffered_add(io, -(int64_t)sk__buf_len(c->out));
+  if (fd < io->fifo_cap) {
+    /* Jobs still with the pool come back later and are freed then. */
+    for (sk_tcp_job *j = io->fifos[fd].head, *next; j; j = next) {
+      next = j->next_in_conn;
+      if (j->done) {
+        free(j->reply);
+        free(j);
+      } else {
+        j->orphaned = true;
+      }
+    }
+    io->fifos[fd] = (sk_job_fifo){0};
+  }
+  sk__conn_release(&io->conns, fd);
+  /* close() also takes the descriptor out of the epoll set: nothing else
+   * holds a duplicate of it. */
+  sk__close(fd);
+  atomic_fetch_sub(&io->srv->active, 1);
+}
+
+static void reset_conn(sk_tcp_io *io, int fd, int err) {
+  sk__tcp_count(io->srv, SK_STAT_CONNECTIONS_RESET, 1);
+  if (sk__log_enabled(SK_LOG_DEBUG))
+    sk__tcp_log_conn(SK_LOG_DEBUG, fd, strerror(err));
+  close_conn(io, fd);
+}
+
+/* Register the events a connection needs in its current state. */
+static int update_events(sk_tcp_io *io, int fd, sk_conn *c) {
+  uint32_t events = 0;
+  bool closing = (c->flags & SK_CONN_CLOSING) != 0;
+  bool lingering = (c->flags & SK_CONN_SHUT_WR) != 0;
+  bool paused =
+      c->flags & (SK_CONN_READ_PAUSED | SK_CONN_JOB_PAUSED | SK_CONN_PEER_EOF | SK_CONN_STOPPING);
+  if (lingering || (!closing && !paused))
+    events |= EPOLLIN;
+  if (c->out)
+    events |= EPOLLOUT;
+  return sk__loop_mod(&io->loop, fd, events, (uint64_t)fd);
+}
+
+/* Choose the timer that matches the connection's state: waiting for a
+ * request (idle), for the client to take output (write stall), or none
+ * while the pool works on its requests. `progress` restarts the clock. */
+static void update_timer(sk_tcp_io *io, int fd, sk_conn *c, bool progress) {
+  if (c->flags & (SK_CONN_SHUT_WR | SK_CONN_STOPPING))
+    return;
+  int want = c->out ? SK_LIST_WRITE : fifo_count(io, fd) ? SK_LIST_NONE : SK_LIST_IDLE;
+  int now_in = (int)((c->flags & SK_CONN_LIST_MASK) >> SK_CONN_LIST_SHIFT);
+  if (want != now_in || progress)
+    sk__conn_set_timer(&io->conns, fd, want, sk__loop_now(&io->loop));
+}
+
+/* Half-close politely: our FIN goes after every owed reply, then input is
+ * read and discarded until the client closes or the linger time passes.
+ * A close() with unread input would send RST and could destroy replies
+ * still in flight. */
+static void begin_linger(sk_tcp_io *io, int fd, sk_conn *c) {
+  if (c->flags & (SK_CONN_PEER_EOF | SK_CONN_STOPPING)) {
+    close_conn(io, fd);
+    return;
+  }
+  if (shutdown(fd, SHUT_WR) != 0) {
+    reset_conn(io, fd, errno);
+    return;
+  }
+  c->flags |= SK_CONN_SHUT_WR;
+  free(c->in);
+  c->in = NULL;
+  sk__conn_set_timer(&io->conns, fd, SK_LIST_LINGER, sk__loop_now(&io->loop));
+  if (update_events(io, fd, c) != 0)
+    reset_conn(io, fd, errno);
+}
+
+/* Nothing left to send and nothing in flight: decide what comes next.
+ * Returns false if the connection was closed. */
+static bool settle(sk_tcp_io *io, int fd, sk_conn *c) {
+  if (c->out || fifo_count(io, fd))
+    return true;
+  if (c->flags & SK_CONN_CLOSING) {
+    begin_linger(io, fd, c);
+    return sk__conn_get(&io->conns, fd) != NULL;
+  }
+  if (c->flags & (SK_CONN_PEER_EOF | SK_CONN_STOPPING)) {
+    close_conn(io, fd);
+    return false;
+  }
+  return true;
+}
+
+static ssize_t send_some(int fd, const char *bytes, size_t len) {
+  ssize_t n;
+  do
+    n = send(fd, bytes, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  return n;
+}
+
+static bool over_buffer_limits(sk_tcp_io *io, const sk_conn *c) {
+  sk_tcp_server *srv = io->srv;
+  return c->out->len >= (uint64_t)srv->high_water ||
+         (srv->max_buffered &&
+          atomic_load_explicit(&srv->buffered, memory_order_relaxed) >= srv->max_buffered);
+}
+
+/* Send what the socket takes of c->out and re-register events. Returns
+ * false if the connection was closed. */
+static bool flush_conn(sk_tcp_io *io, int fd, sk_conn *c) {
+  bool progress = false;
+  while (c->out) {
+    ssize_t n = send_some(fd, sk__buf_bytes(c->out), c->out->len);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        break;
+      reset_conn(io, fd, errno);
+      return false;
+    }
+    progress = true;
+    buffered_add(io, -n);
+    sk__buf_consume(&c->out, (size_t)n);
+  }
+  /* Backpressure: over the high-water mark (or the server-wide cap) the
+   * connection is not read; it resumes once below half the mark. */
+  if (!c->out)
+    c->flags &= ~(uint32_t)SK_CONN_READ_PAUSED;
+  else if (over_buffer_limits(io, c))
+    c->flags |= SK_CONN_READ_PAUSED;
+  else if (c->out->len < (uint64_t)io->srv->high_water / 2)
+    c->flags &= ~(uint32_t)SK_CONN_READ_PAUSED;
+  if (!settle(io, fd, c))
+    return false;
+  update_timer(io, fd, c, progress);
+  if (update_events(io, fd, c) != 0) {
+    reset_conn(io, fd, errno);
+    return false;
+  }
+  return true;
+}
+
+/* Hand the replies collected in io->out to the connection: straight to the
+ * socket in one call when nothing is queued before them, else behind the
+ * queue. Returns false if the connection was closed. */
+static bool deliver(sk_tcp_io *io, int fd, sk_conn *c) {
+  size_t len = sk__buf_len(io->out);
+  if (len == 0)
+    return true;
+  io->out->len = 0; /* the per-loop buffer is reused by the next read */
+  const char *bytes = sk__buf_bytes(io->out);
+  size_t sent = 0;
+  if (!c->out) {
+    ssize_t n = send_some(fd, bytes, len);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      reset_conn(io, fd, errno);
+      return false;
+    }
+    sent = n > 0 ? (size_t)n : 0;
+    if (sent == len)
+      return true;
+  }
+  if (sk__buf_append(&c->out, bytes + sent, len - sent) != 0) {
+    sk__log(SK_LOG_ERROR, "tcp: out of memory queueing replies; closing connection");
+    reset_conn(io, fd, ENOMEM);
+    return false;
+  }
+  buffered_add(io, (int64_t)(len - sent));
+  return flush_conn(io, fd, c);
+}
+
+/* ---- worker pool ------------------------------------------------------ */
+
+static void job_run(sk_pool_task *task) {
+  sk_tcp_job *job = (sk_tcp_job *)task;
+  sk_tcp_io *io = job->io;
+  sk_tcp_server *srv = io->srv;
+  if (!atomic_load_explicit(&srv->cancel_jobs, memory_order_relaxed)) {
+    sk__peer_set_fd(job->fd);
+    const char *reply = srv->service(job->request, srv->user);
+    if (reply) {
+      /* Copied on this thread, before it runs user code again. */
+      job->reply_len = strlen(reply);
+      job->reply = malloc(job->reply_len + 1);
+      if (job->reply)
+        memcpy(job->reply, reply, job->reply_len + 1);
+      else
+        sk__log(SK_LOG_ERROR, "tcp: out of memory copying a reply; dropped");
+      if (srv->reply_free)
+        srv->reply_free((void *)reply);
+    }
+    sk__peer_clear();
+  }
+  pthread_mutex_lock(&io->done_lock);
+  job->next_done = io->done_head;
+  io->done_head = job;
+  pthread_mutex_unlock(&io->done_lock);
+  sk__loop_wake(&io->loop);
+}
+
+static bool grow_fifos(sk_tcp_io *io, int fd) {
+  if (fd < io->fifo_cap)
+    return true;
+  int cap = io->fifo_cap ? io->fifo_cap : 64;
+  while (cap <= fd)
+    cap *= 2;
+  sk_job_fifo *f = realloc(io->fifos, (size_t)cap * sizeof *f);
+  if (!f)
+    return false;
+  memset(f + io->fifo_cap, 0, (size_t)(cap - io->fifo_cap) * sizeof *f);
+  io->fifos = f;
+  io->fifo_cap = cap;
+  return true;
+}
+
+/* Queue one request for the pool. False if out of memory. */
+static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len) {
+  sk_tcp_job *job = malloc(sizeof *job + len + 1);
+  if (!job || !grow_fifos(io, fd)) {
+    free(job);
+    return false;
+  }
+  *job = (sk_tcp_job){.task.run = job_run, .io = io, .fd = fd, .request_len = len};
+  memcpy(job->request, payload, len);
+  job->request[len] = '\0';
+  sk_job_fifo *q = &io->fifos[fd];
+  if (q->tail)
+    q->tail->next_in_conn = job;
+  else
+    q->head = job;
+  q->tail = job;
+  q->count++;
+  sk__tcp_count(io->srv, SK_STAT_MESSAGES_IN, 1);
+  sk__tcp_count(io->srv, SK_STAT_BYTES_IN, (int64_t)len);
+  sk__pool_submit(io->srv->pool, &job->task);
+  return true;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+/* Decode and serve every whole message in io->in[0, len). Returns the bytes
+ * consumed; marks the connection closing on a protocol error, or paused
+ * when the pool holds as many of its requests as allowed. */
+static size_t serve_buffer(sk_tcp_io *io, int fd, sk_conn *c, size_t len, bool *any) {
+  sk_tcp_server *srv = io->srv;
+  char *buf = io->in;
+  bool pool = srv->pool != NULL;
+  size_t done = 0;
+  while (done < len) {
+    if (pool && fifo_count(io, fd) >= (uint32_t)srv->max_inflight) {
+      c->flags |= SK_CONN_JOB_PAUSED;
+      break;
+    }
+    sk_frame f;
+    int rc =
+        sk__frame_decode((int)srv->framing, buf + done, len - done, (size_t)srv->max_message, &f);
+    if (rc == 0)
+      break;
+    if (rc < 0) {
+      sk__tcp_protocol_error(srv, fd, rc);
+      c->flags |= SK_CONN_CLOSING;
+      return len;
+    }
+    *any = true;
+    if (!pool) {
+      sk__tcp_serve(srv, fd, buf + done + f.offset, f.length, &io->out);
+    } else if (!submit_job(io, fd, buf + done + f.offset, f.length)) {
+      sk__log(SK_LOG_ERROR, "tcp: out of memory queueing a request; closing connection");
+      c->flags |= SK_CONN_CLOSING;
+      return len;
+    }
+    done += f.consumed;
+  }
+  return done;
+}
+
+/* Serve what io->in[0, have) holds, keep the incomplete tail, send. */
+static void process(sk_tcp_io *io, int fd, sk_conn *c, size_t have) {
+  bool any = false;
+  size_t used = serve_buffer(io, fd, c, have, &any);
+  if (c->flags & SK_CONN_CLOSING) {
+    free(c->in);
+    c->in = NULL;
+  } else if (used < have) {
+    if (c->in)
+      c->in->head = c->in->len = 0;
+    if (sk__buf_append(&c->in, io->in + used, have - used) != 0) {
+      io->out->len = 0;
+      reset_conn(io, fd, ENOMEM);
+      return;
+    }
+  } else if (c->in) {
+    free(c->in);
+    c->in = NULL;
+  }
+  if (!deliver(io, fd, c))
+    return;
+  if (!settle(io, fd, c))
+    return;
+  update_timer(io, fd, c, any);
+  if (c->flags & (SK_CONN_JOB_PAUSED | SK_CONN_CLOSING))
+    if (update_events(io, fd, c) != 0)
+      reset_conn(io, fd, errno);
+}
+
+/* Carry the incomplete message (at most max_message plus framing) in front
+ * of the new bytes, so decoding always sees one contiguous run. */
+static size_t carry(sk_tcp_io *io, sk_conn *c) {
+  size_t have = sk__buf_len(c->in);
+  if (have)
+    memcpy(io->in, sk__buf_bytes(c->in), have);
+  return have;
+}
+
+static void on_readable(sk_tcp_io *io, int fd, sk_conn *c) {
+  if (c->flags & (SK_CONN_PEER_EOF | SK_CONN_STOPPING))
+    return; /* a hang-up reported again while replies still drain */
+  if (c->flags & SK_CONN_SHUT_WR) {
+    /* Closing: discard input, close at the client's EOF. */
+    ssize_t n = read(fd, io->in, io->in_size);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+      close_conn(io, fd);
+    return;
+  }
+  if (c->flags & SK_CONN_JOB_PAUSED)
+    return; /* a hang-up reported while the pool holds its requests */
+  size_t have = carry(io, c);
+  ssize_t n;
+  do
+    n = read(fd, io->in + have, io->in_size - have);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      reset_conn(io, fd, errno);
+    return;
+  }
+  if (n == 0) {
+    /* Half-close: requests already whole were served; an incomplete tail
+     * can never complete. Owed replies still go out before we close. */
+    c->flags |= SK_CONN_PEER_EOF;
+    if (settle(io, fd, c) && update_events(io, fd, c) != 0)
+      reset_conn(io, fd, errno);
+    return;
+  }
+  process(io, fd, c, have + (size_t)n);
+}
+
+/* Pool replies are back: send every reply at the head of each FIFO whose
+ * request is done, in request order, then resume paused connections. */
+static void collect_jobs(sk_tcp_io *io) {
+  pthread_mutex_lock(&io->done_lock);
+  sk_tcp_job *list = io->done_head;
+  io->done_head = NULL;
+  pthread_mutex_unlock(&io->done_lock);
+  /* First mark, then send: sending may close a connection, which frees
+   * the done jobs in its FIFO, so the list is not walked after that. */
+  int ntouched = 0;
+  for (sk_tcp_job *next; list; list = next) {
+    next = list->next_done;
+    if (list->orphaned) {
+      free(list->reply);
+      free(list);
+      continue;
+    }
+    list->done = true;
+    if (ntouched == io->touched_cap) {
+      int cap = io->touched_cap ? io->touched_cap * 2 : 64;
+      int *t = realloc(io->touched, (size_t)cap * sizeof *t);
+      if (!t)
+        break; /* the rest are found on the next completion */
+      io->touched = t;
+      io->touched_cap = cap;
+    }
+    io->touched[ntouched++] = list->fd;
+  }
+  for (int i = 0; i < ntouched; i++) {
+    int fd = io->touched[i];
+    sk_job_fifo *q = &io->fifos[fd];
+    sk_conn *c = sk__conn_get(&io->conns, fd);
+    if (!c || !q->head || !q->head->done)
+      continue;
+    while (q->head && q->head->done) {
+      sk_tcp_job *job = q->head;
+      q->head = job->next_in_conn;
+      if (!q->head)
+        q->tail = NULL;
+      q->count--;
+      if (job->reply)
+        sk__tcp_frame_reply(io->srv, job->reply, &io->out);
+      free(job->reply);
+      free(job);
+    }
+    if (!deliver(io, fd, c) || !settle(io, fd, c))
+      continue;
+    if ((c->flags & SK_CONN_JOB_PAUSED) && q->count < (uint32_t)io->srv->max_inflight) {
+      c->flags &= ~(uint32_t)SK_CONN_JOB_PAUSED;
+      if (!(c->flags & SK_CONN_STOPPING)) {
+        process(io, fd, c, carry(io, c));
+        if (!(c = sk__conn_get(&io->conns, fd)))
+          continue;
+      }
+    }
+    update_timer(io, fd, c, true);
+    if (update_events(io, fd, c) != 0)
+      reset_conn(io, fd, errno);
+  }
+}
+
+/* ---- accepting -------------------------------------------------------- */
+
+/* Out of descriptors: give up the reserve to accept the next client and
+ * close it at once (it learns at once, instead of waiting in the backlog),
+ * or, when that is not possible, rest the listener for a moment. Either
+ * way the loop cannot spin on a listener it cannot serve. */
+static void shed_client(sk_tcp_io *io, int err) {
+  sk_tcp_server *srv = io->srv;
+  bool shed = false;
+  if (io->reserve_fd >= 0) {
+    sk__close(io->reserve_fd);
+    int fd = accept4(io->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) {
+      sk__close(fd);
+      sk__tcp_count(srv, SK_STAT_CONNECTIONS_REJECTED, 1);
+      shed = true;
+    }
+    io->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+  if (!shed || io->reserve_fd < 0) {
+    io->listen_paused = true;
+    io->listen_resume_at = sk__loop_now(&io->loop) + ACCEPT_PAUSE_MS;
+    if (sk__loop_mod(&io->loop, io->listen_fd, 0, LISTENER_TAG) != 0)
+      io->listen_paused = false;
+  }
+  sk__log(SK_LOG_WARN, "tcp: accept: %s; %s", strerror(err),
+          shed ? "closed a new connection" : "pausing accepts");
+}
+
+static void resume_listener(sk_tcp_io *io) {
+  if (io->listen_paused && !sk__time_before(sk__loop_now(&io->loop), io->listen_resume_at)) {
+    io->listen_paused = false;
+    if (io->reserve_fd < 0)
+      io->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    sk__loop_mod(&io->loop, io->listen_fd, EPOLLIN | (io->owns_listener ? 0 : EPOLLEXCLUSIVE),
+                 LISTENER_TAG);
+  }
+}
+
+static void add_connection(sk_tcp_io *io, int fd) {
+  sk_tcp_server *srv = io->srv;
+  if (srv->nodelay) {
+    int on = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  }
+  sk_conn *c = sk__conn_open(&io->conns, fd);
+  if (!c || sk__loop_add(&io->loop, fd, EPOLLIN, (uint64_t)fd) != 0) {
+    sk__log(SK_LOG_ERROR, "tcp: cannot track a new connection: %s",
+            c ? strerror(errno) : "out of memory");
+    if (c)
+      sk__conn_release(&io->conns, fd);
+    sk__close(fd);
+    atomic_fetch_sub(&srv->active, 1);
+    sk__tcp_count(srv, SK_STAT_CONNECTIONS_REJECTED, 1);
+    return;
+  }
+  sk__conn_set_timer(&io->conns, fd, SK_LIST_IDLE, sk__loop_now(&io->loop));
+}
+
+static void accept_some(sk_tcp_io *io) {
+  sk_tcp_server *srv = io->srv;
+  for (int i = 0; i < ACCEPT_BATCH; i++) {
+    int fd = accept4(io->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        shed_client(io, errno);
+      else if (errno != EAGAIN && errno != EWOULDBLOCK)
+        sk__log(SK_LOG_WARN, "tcp: accept failed: %s", strerror(errno));
+      return;
+    }
+    /* Counting first makes the limit exact across several loops. */
+    long long before = atomic_fetch_add(&srv->active, 1);
+    if (srv->max_connections && before >= srv->max_connections) {
+      atomic_fetch_sub(&srv->active, 1);
+      sk__close(fd);
+      sk__tcp_count(srv, SK_STAT_CONNECTIONS_REJECTED, 1);
+      continue;
+    }
+    sk__tcp_count(srv, SK_STAT_CONNECTIONS_ACCEPTED, 1);
+    if (srv->model == SK_MODEL_THREAD_PER_CONNECTION)
+      sk__tcp_spawn_thread(srv, fd);
+    else if (srv->model == SK_MODEL_PROCESS_PER_CONNECTION)
+      sk__tcp_spawn_child(io, fd);
+    else
+      add_connection(io, fd);
+  }
+}
+
+/* ---- the loop --------------------------------------------------------- */
+
+static void expire_timers(sk_tcp_io *io) {
+  uint32_t now = sk__loop_now(&io->loop);
+  int fd;
+  while ((fd = sk__conn_expired(&io->conns, now)) >= 0) {
+    sk_conn *c = sk__conn_get(&io->conns, fd);
+    if (!(c->flags & SK_CONN_SHUT_WR)) {
+      sk__tcp_count(io->srv, SK_STAT_CONNECTIONS_TIMED_OUT, 1);
+      if (sk__log_enabled(SK_LOG_DEBUG))
+        sk__tcp_log_conn(SK_LOG_DEBUG, fd, c->out ? "write timeout" : "idle timeout");
+    }
+    close_conn(io, fd);
+  }
+}
+
+static int next_timeout(sk_tcp_io *io) {
+  uint32_t now = sk__loop_now(&io->loop);
+  int timeout = sk__conn_next_timeout(&io->conns, now);
+  if (io->listen_paused) {
+    int wait = sk__time_before(now, io->listen_resume_at) ? (int)(io->listen_resume_at - now) : 0;
+    if (timeout < 0 || wait < timeout)
+      timeout = wait;
+  }
+  if (io->nchildren && io->children[0].pidfd < 0 && (timeout < 0 || timeout > 50))
+    timeout = 50; /* no pidfd: look for exited children now and then */
+  return timeout;
+}
+
+/* Handle one batch of events. During the drain only output, completions
+ * and children matter. */
+static void dispatch(sk_tcp_io *io, struct epoll_event *events, int n, bool draining) {
+  for (int i = 0; i < n; i++) {
+    uint64_t tag = events[i].data.u64;
+    if (tag == SK_LOOP_WAKE) {
+      collect_jobs(io);
+      continue;
+    }
+    if (tag == STOP_TAG)
+      continue;
+    if (tag == LISTENER_TAG) {
+      if (!draining)
+        accept_some(io);
+      continue;
+    }
+    if ((tag & TAG_MASK) == CHILD_TAG) {
+      sk__tcp_reap_children(io, false);
+      continue;
+    }
+    int fd = (int)tag;
+    sk_conn *c = sk__conn_get(&io->conns, fd);
+    if (!c)
+      continue;
+    uint32_t ev = events[i].events;
+    if ((ev & (EPOLLOUT | EPOLLERR)) && c->out) {
+      if (!flush_conn(io, fd, c))
+        continue;
+    }
+    /* Errors and hang-ups surface as the result of the read. */
+    if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
+      on_readable(io, fd, c);
+  }
+}
+
+/* After stop: no new clients, no new requests. Running services finish
+ * and owed replies get the drain time to leave; then everything closes. */
+static void drain(sk_tcp_io *io, struct epoll_event *events) {
+  sk_tcp_server *srv = io->srv;
+  sk__loop_del(&io->loop, srv->stopfd);
+  if (io->listen_fd >= 0) {
+    sk__loop_del(&io->loop, io->listen_fd);
+    if (io->owns_listener)
+      sk__close(io->listen_fd);
+    io->listen_fd = -1;
+  }
+  for (int fd = 0; fd < io->conns.cap; fd++) {
+    sk_conn *c = sk__conn_get(&io->conns, fd);
+    if (!c)
+      continue;
+    c->flags |= SK_CONN_STOPPING;
+    sk__conn_set_timer(&io->conns, fd, SK_LIST_NONE, 0);
+    if (settle(io, fd, c) && update_events(io, fd, c) != 0)
+      reset_conn(io, fd, errno);
+  }
+  uint32_t deadline = sk__loop_now(&io->loop) + (uint32_t)srv->drain_timeout_ms;
+  for (;;) {
+    if (io->nchildren)
+      sk__tcp_reap_children(io, false);
+    if (io->conns.count == 0 && io->nchildren == 0)
+      break;
+    uint32_t now = sk__loop_now(&io->loop);
+    if (!sk__time_before(now, deadline))
+      break;
+    int wait = (int)(deadline - now);
+    if (io->nchildren && io->children[0].pidfd < 0 && wait > 50)
+      wait = 50;
+    int n = sk__loop_wait(&io->loop, events, EVENT_BATCH, wait);
+    if (n < 0)
+      break;
+    dispatch(io, events, n, true);
+  }
+  if (io->conns.count > 0 || io->nchildren > 0) {
+    /* Out of time: queued requests are dropped unserved. */
+    atomic_store(&srv->cancel_jobs, true);
+    sk__log(SK_LOG_WARN, "tcp: drain timeout: closing %d connection(s) and %d child(ren)",
+            io->conns.count, io->nchildren);
+  }
+  for (int fd = 0; fd < io->conns.cap; fd++)
+    if (sk__conn_get(&io->conns, fd))
+      close_conn(io, fd);
+  sk__tcp_reap_children(io, true);
+}
+
+int sk__tcp_io_run(sk_tcp_io *io) {
+  sk_tcp_server *srv = io->srv;
+  /* Room for a carried-over message of the largest size with its framing,
+   * one read behind it, and the spare byte that ends the last request. */
+  io->in_size = (size_t)srv->max_message + 8 + SK_TCP_READ_CHUNK;
+  io->in = malloc(io->in_size + 1);
+  struct epoll_event *events = malloc(EVENT_BATCH * sizeof *events);
+  int rc = SK_OK;
+  if (!io->in || !events) {
+    rc = sk__fail(SK_ENOMEM, ENOMEM);
+    sk_tcp_server_stop(srv);
+    goto done;
+  }
+  /* Shared listeners (UNIX) wake one loop per connection, not all. */
+  uint32_t listen_events = EPOLLIN | (io->owns_listener ? 0 : EPOLLEXCLUSIVE);
+  if (sk__loop_add(&io->loop, srv->stopfd, EPOLLIN, STOP_TAG) != 0 ||
+      sk__loop_add(&io->loop, io->listen_fd, listen_events, LISTENER_TAG) != 0) {
+    rc = sk__fail(SK_ESYS, errno);
+    sk_tcp_server_stop(srv);
+    goto done;
+  }
+  while (!atomic_load_explicit(&srv->stop_requested, memory_order_relaxed)) {
+    int n = sk__loop_wait(&io->loop, events, EVENT_BATCH, next_timeout(io));
+    if (n < 0) {
+      rc = sk__fail(SK_ESYS, errno);
+      sk_tcp_server_stop(srv);
+      break;
+    }
+    dispatch(io, events, n, false);
+    expire_timers(io);
+    resume_listener(io);
+    if (io->nchildren && io->children[0].pidfd < 0)
+      sk__tcp_reap_children(io, false);
+    if (srv->model == SK_MODEL_THREAD_PER_CONNECTION)
+      sk__tcp_join_threads(srv, false);
+  }
+  drain(io, events);
+done:
+  free(events);
+  return rc;
+}
