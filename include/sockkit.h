@@ -185,6 +185,10 @@ SK_API int sk_set_log_level(int level);
  * @{
  */
 
+/** A buffer of this many bytes always holds an address string of the
+ *  library ("[v6]:port", "unix:/path"...) with its terminating NUL. */
+#define SK_ADDRSTRLEN 128
+
 /**
  * A service: turns one request into one reply.
  *
@@ -493,7 +497,7 @@ SK_API int sk_udp_server_port(const sk_udp_server *srv, int *port);
  *
  * @param srv  the server.
  * @param buf  receives the NUL-terminated text.
- * @param size size of @p buf; 128 bytes always suffice.
+ * @param size size of @p buf; ::SK_ADDRSTRLEN always suffices.
  * @return ::SK_OK; ::SK_EINVAL for NULL arguments or a buffer too small;
  *         ::SK_ESTATE before listening.
  * @note Thread-safe once listening.
@@ -672,7 +676,7 @@ SK_API int sk_tcp_server_port(const sk_tcp_server *srv, int *port);
  *
  * @param srv  the server.
  * @param buf  receives the NUL-terminated text.
- * @param size size of @p buf; 128 bytes always suffice.
+ * @param size size of @p buf; ::SK_ADDRSTRLEN always suffices.
  * @return ::SK_OK; ::SK_EINVAL for NULL arguments or a buffer too small;
  *         ::SK_ESTATE before listening.
  * @note Thread-safe once listening.

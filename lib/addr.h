@@ -6,9 +6,11 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "sockkit.h"
+
 /* Longest text sk__addr_format can produce, with its NUL: "unix:" plus a
  * full sun_path (108 bytes, possibly with '@' for abstract) fits in 128. */
-#define SK__ADDR_TEXT_MAX 128
+#define SK__ADDR_TEXT_MAX SK_ADDRSTRLEN
 
 /* A parsed address, ready for bind() or connect(). */
 typedef struct sk_addr {

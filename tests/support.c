@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,8 +52,8 @@ bool sk_test_wait_udp_stat(sk_udp_server *srv, int stat, uint64_t want, int time
   return sk_test_wait(udp_stat_reached, &w, timeout_ms);
 }
 
-int sk_test_fd_count(void) {
-  DIR *d = opendir("/proc/self/fd");
+static int count_entries(const char *path) {
+  DIR *d = opendir(path);
   if (!d)
     return -1;
   int n = 0;
@@ -60,7 +62,26 @@ int sk_test_fd_count(void) {
     if (e->d_name[0] != '.')
       n++;
   closedir(d);
-  return n - 1; /* the directory stream's own descriptor */
+  return n;
+}
+
+int sk_test_fd_count(void) {
+  return count_entries("/proc/self/fd") - 1; /* the directory stream's own descriptor */
+}
+
+int sk_test_thread_count(void) {
+  return count_entries("/proc/self/task");
+}
+
+static void *nothing(void *arg) {
+  return arg;
+}
+
+int sk_test_thread_baseline(void) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, nothing, NULL) == 0)
+    pthread_join(t, NULL);
+  return sk_test_thread_count();
 }
 
 char *sk_test_tmpdir(void) {
@@ -354,5 +375,59 @@ ssize_t sk_test_read_to_eof(int fd, char *buf, size_t size, int timeout_ms) {
     }
     if (got < size)
       got += (size_t)n;
+  }
+}
+
+static sk_tcp_server *proc_server;
+static void proc_on_term(int sig) {
+  (void)sig;
+  sk_tcp_server_stop(proc_server);
+}
+
+int sk_test_proc_start(sk_test_proc *p, sk_tcp_server *srv) {
+  memset(p, 0, sizeof *p);
+  int rc = SK_OK, port;
+  if ((sk_tcp_server_port(srv, &port) == SK_ESTATE && (rc = sk_tcp_server_listen(srv)) != SK_OK) ||
+      (rc = sk_tcp_server_address(srv, p->address, sizeof p->address)) != SK_OK) {
+    sk_tcp_server_destroy(srv);
+    return rc;
+  }
+  /* SIGTERM stays blocked until the child's handler is in place. */
+  sigset_t term, old;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  sigprocmask(SIG_BLOCK, &term, &old);
+  p->pid = fork();
+  if (p->pid == 0) {
+    proc_server = srv;
+    struct sigaction sa = {.sa_handler = proc_on_term};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    rc = sk_tcp_server_run(srv);
+    sk_tcp_server_destroy(srv);
+    bool no_children = waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD;
+    _exit(rc == SK_OK && no_children ? 0 : 1);
+  }
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  sk_tcp_server_destroy(srv);
+  return p->pid > 0 ? SK_OK : SK_ESYS;
+}
+
+int sk_test_proc_stop(sk_test_proc *p, int timeout_ms) {
+  kill(p->pid, SIGTERM);
+  long long deadline = now_ms() + timeout_ms;
+  for (;;) {
+    int status;
+    pid_t r = waitpid(p->pid, &status, WNOHANG);
+    if (r == p->pid)
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (r < 0 || now_ms() >= deadline) {
+      kill(p->pid, SIGKILL);
+      waitpid(p->pid, NULL, 0);
+      return -1;
+    }
+    struct timespec pause = {0, 2 * 1000 * 1000};
+    nanosleep(&pause, NULL);
   }
 }

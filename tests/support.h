@@ -21,6 +21,12 @@ bool sk_test_wait_udp_stat(sk_udp_server *srv, int stat, uint64_t want, int time
 /* Number of open descriptors of this process (entries of /proc/self/fd). */
 int sk_test_fd_count(void);
 
+/* Number of threads of this process (entries of /proc/self/task). */
+int sk_test_thread_count(void);
+/* The same, taken as a baseline: a thread is started and joined first, so
+ * helper threads a sanitizer starts with the first thread already exist. */
+int sk_test_thread_baseline(void);
+
 /* A fresh private directory under $TMPDIR or /tmp; sk_test_rmdir removes it
  * and the plain files or sockets directly inside it. */
 char *sk_test_tmpdir(void);
@@ -80,6 +86,22 @@ int sk_test_tcp_start(sk_test_tcp *t, const char *address, sk_service service, v
 int sk_test_tcp_stop(sk_test_tcp *t, int timeout_ms);
 bool sk_test_wait_tcp_stat(sk_tcp_server *srv, int stat, uint64_t want, int timeout_ms);
 bool sk_test_wait_tcp_stat_eq(sk_tcp_server *srv, int stat, uint64_t want, int timeout_ms);
+
+/* A TCP server running in a forked process of its own. Needed for the
+ * process-per-connection model under test: its children must not inherit
+ * the test's own client sockets, or a client's close would never reach
+ * them. The parent keeps only the address. */
+typedef struct sk_test_proc {
+  pid_t pid;
+  char address[128];
+} sk_test_proc;
+
+/* Listen, fork, and run srv in the child until SIGTERM; the parent's copy
+ * is destroyed. The child exits 0 if run returned SK_OK and no child
+ * process of its own was left behind. */
+int sk_test_proc_start(sk_test_proc *p, sk_tcp_server *srv);
+/* SIGTERM, then wait (bounded). Returns the exit status, or -1. */
+int sk_test_proc_stop(sk_test_proc *p, int timeout_ms);
 
 /* A blocking stream socket connected to `address`, with 10 s send and
  * receive timeouts so no test can hang on it. -1 on failure. */

@@ -1,0 +1,605 @@
+/* test_tcp_models.c -- the TCP server under every concurrency model, and
+ * its limits: connections, timeouts, backpressure, descriptors, stop. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "support.h"
+
+#define WAIT_MS 10000
+
+typedef struct model_config {
+  const char *name;
+  int model;
+  int io_threads;
+  int workers;
+} model_config;
+
+static const model_config configs[] = {
+    {"event loop", SK_MODEL_EVENT_LOOP, 1, 0},
+    {"two event loops", SK_MODEL_EVENT_LOOP, 2, 0},
+    {"worker pool", SK_MODEL_WORKER_POOL, 1, 4},
+    {"pool on two loops", SK_MODEL_WORKER_POOL, 2, 3},
+    {"thread per connection", SK_MODEL_THREAD_PER_CONNECTION, 1, 0},
+    {"process per connection", SK_MODEL_PROCESS_PER_CONNECTION, 1, 0},
+};
+#define NCONFIGS ((int)(sizeof configs / sizeof configs[0]))
+
+static sk_tcp_server *server_for(const model_config *cfg, const char *address, sk_service service) {
+  sk_tcp_server *srv = NULL;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, address, service, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, cfg->model), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, cfg->io_threads), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WORKERS, cfg->workers), SK_OK);
+  return srv;
+}
+
+/* A server under test: on a thread of this process, or, for the fork
+ * model, in a process of its own (see sk_test_proc). */
+typedef struct running {
+  bool in_process;
+  sk_test_tcp t;
+  sk_test_proc p;
+  const char *address;
+  sk_tcp_server *srv; /* NULL when it runs in another process */
+} running;
+
+static void run_start(running *r, const model_config *cfg, sk_tcp_server *srv) {
+  r->in_process = cfg->model == SK_MODEL_PROCESS_PER_CONNECTION;
+  if (r->in_process) {
+    ck_assert_int_eq(sk_test_proc_start(&r->p, srv), SK_OK);
+    r->address = r->p.address;
+    r->srv = NULL;
+  } else {
+    ck_assert_int_eq(sk_test_tcp_start_server(&r->t, srv), SK_OK);
+    r->address = r->t.address;
+    r->srv = r->t.srv;
+  }
+}
+
+static void run_stop(running *r) {
+  if (r->in_process)
+    ck_assert_int_eq(sk_test_proc_stop(&r->p, WAIT_MS), 0);
+  else
+    ck_assert_int_eq(sk_test_tcp_stop(&r->t, WAIT_MS), SK_OK);
+}
+
+static void expect_bytes(int fd, const char *want, size_t len) {
+  char got[8192];
+  ck_assert_uint_le(len, sizeof got);
+  ssize_t n = sk_test_read_exact(fd, got, len, WAIT_MS);
+  ck_assert_int_eq(n, (ssize_t)len);
+  ck_assert_msg(memcmp(got, want, len) == 0, "got '%.*s', want '%.*s'", (int)len, got, (int)len,
+                want);
+}
+
+/* Echo, but a request "crash" kills whoever runs the service. */
+static const char *echo_or_crash(const char *request, void *user) {
+  (void)user;
+  if (strcmp(request, "crash") == 0)
+    abort();
+  return request;
+}
+
+/* ---- one conformance body, run under every model ---------------------- */
+
+#define CLIENTS 12
+#define MESSAGES 40
+
+typedef struct conf_client {
+  const char *address;
+  int id;
+  int verified;
+  int failed;
+} conf_client;
+
+static void *conf_thread(void *arg) {
+  conf_client *c = arg;
+  int fd = sk_test_tcp_connect(c->address);
+  if (fd < 0) {
+    c->failed = 1;
+    return NULL;
+  }
+  /* Pipelined in two halves, so several requests are in flight at once. */
+  char batch[MESSAGES * 32], want[MESSAGES * 32], got[MESSAGES * 32];
+  for (int half = 0; half < 2 && !c->failed; half++) {
+    size_t len = 0;
+    for (int k = half * MESSAGES / 2; k < (half + 1) * MESSAGES / 2; k++)
+      len += (size_t)snprintf(batch + len, sizeof batch - len, "client %d message %d\n", c->id, k);
+    memcpy(want, batch, len);
+    if (sk_test_send_all(fd, batch, len) != 0 ||
+        sk_test_read_exact(fd, got, len, WAIT_MS) != (ssize_t)len || memcmp(got, want, len) != 0)
+      c->failed = 1;
+    else
+      c->verified += MESSAGES / 2;
+  }
+  close(fd);
+  return NULL;
+}
+
+START_TEST(test_conformance_every_model) {
+  const model_config *cfg = &configs[_i];
+  int fds_before = sk_test_fd_count();
+  int threads_before = sk_test_thread_baseline();
+  running r;
+  run_start(&r, cfg, server_for(cfg, "127.0.0.1:0", echo_or_crash));
+
+  /* Many clients at once, every reply in order. */
+  pthread_t threads[CLIENTS];
+  conf_client clients[CLIENTS];
+  for (int i = 0; i < CLIENTS; i++) {
+    clients[i] = (conf_client){.address = r.address, .id = i};
+    ck_assert_int_eq(pthread_create(&threads[i], NULL, conf_thread, &clients[i]), 0);
+  }
+  for (int i = 0; i < CLIENTS; i++) {
+    pthread_join(threads[i], NULL);
+    ck_assert_msg(!clients[i].failed, "%s: client %d failed", cfg->name, i);
+    ck_assert_int_eq(clients[i].verified, MESSAGES);
+  }
+
+  /* Half-close: the replies still arrive, then EOF. */
+  int fd = sk_test_tcp_connect(r.address);
+  ck_assert_int_eq(sk_test_send_all(fd, "x\ny\n", 4), 0);
+  shutdown(fd, SHUT_WR);
+  char got[64];
+  ck_assert_int_eq(sk_test_read_to_eof(fd, got, sizeof got, WAIT_MS), 4);
+  ck_assert(memcmp(got, "x\ny\n", 4) == 0);
+  close(fd);
+
+  /* A NUL byte: owed replies, then a clean close of that connection only. */
+  int other = sk_test_tcp_connect(r.address);
+  fd = sk_test_tcp_connect(r.address);
+  ck_assert_int_eq(sk_test_send_all(fd, "ok\nbad\0x\nlost\n", 14), 0);
+  ck_assert_int_eq(sk_test_read_to_eof(fd, got, sizeof got, WAIT_MS), 3);
+  ck_assert(memcmp(got, "ok\n", 3) == 0);
+  close(fd);
+  ck_assert_int_eq(sk_test_send_all(other, "alive\n", 6), 0);
+  expect_bytes(other, "alive\n", 6);
+
+  if (cfg->model == SK_MODEL_PROCESS_PER_CONNECTION) {
+    /* A crashing service kills only its own child. */
+    fd = sk_test_tcp_connect(r.address);
+    ck_assert_int_eq(sk_test_send_all(fd, "crash\n", 6), 0);
+    ck_assert_int_le(sk_test_read_to_eof(fd, got, sizeof got, WAIT_MS), 0);
+    close(fd);
+    ck_assert_int_eq(sk_test_send_all(other, "still\n", 6), 0);
+    expect_bytes(other, "still\n", 6);
+  }
+  close(other);
+
+  if (r.srv) {
+    ck_assert(sk_test_wait_tcp_stat_eq(r.srv, SK_STAT_CONNECTIONS_ACTIVE, 0, WAIT_MS));
+    uint64_t in = 0;
+    sk_tcp_server_stat(r.srv, SK_STAT_MESSAGES_IN, &in);
+    ck_assert_uint_ge(in, CLIENTS * MESSAGES + 3);
+  }
+  run_stop(&r); /* the fork model's server process checks for zombies */
+
+  /* Nothing outlives the server: threads, descriptors, children. */
+  ck_assert_int_eq(sk_test_fd_count(), fds_before);
+  ck_assert_int_eq(sk_test_thread_count(), threads_before);
+  ck_assert_int_eq(waitpid(-1, NULL, WNOHANG), -1);
+  ck_assert_int_eq(errno, ECHILD);
+}
+END_TEST
+
+/* start -> stop -> destroy, in every model, leaves nothing behind. */
+START_TEST(test_start_stop_destroy_every_model) {
+  const model_config *cfg = &configs[_i];
+  int fds_before = sk_test_fd_count();
+  int threads_before = sk_test_thread_baseline();
+  for (int round = 0; round < 3; round++) {
+    sk_tcp_server *srv = server_for(cfg, "127.0.0.1:0", sk_test_echo);
+    /* A fork-model child holds a copy of this test's client socket, so it
+     * only ends when the drain time runs out and it is killed. */
+    ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_DRAIN_TIMEOUT_MS, 300), SK_OK);
+    ck_assert_int_eq(sk_tcp_server_start(srv), SK_OK);
+    ck_assert_int_eq(sk_tcp_server_start(srv), SK_ESTATE);
+    char address[128];
+    sk_tcp_server_address(srv, address, sizeof address);
+    int fd = sk_test_tcp_connect(address);
+    ck_assert_int_eq(sk_test_send_all(fd, "hi\n", 3), 0);
+    expect_bytes(fd, "hi\n", 3);
+    if (round == 1)
+      close(fd); /* and round 2 keeps it open across the stop */
+    ck_assert_int_eq(sk_tcp_server_stop(srv), SK_OK);
+    sk_tcp_server_destroy(srv);
+    if (round != 1)
+      close(fd);
+  }
+  ck_assert_int_eq(sk_test_fd_count(), fds_before);
+  ck_assert_int_eq(sk_test_thread_count(), threads_before);
+  ck_assert_int_eq(waitpid(-1, NULL, WNOHANG), -1); /* no zombie outlives stop */
+}
+END_TEST
+
+/* ---- the worker pool -------------------------------------------------- */
+
+/* "N-slow" sleeps 200 ms, "N-fast" 20 ms: the second request of a client
+ * finishes first, yet its reply must leave second. */
+static const char *sleepy(const char *request, void *user) {
+  (void)user;
+  long ms = strstr(request, "slow") ? 200 : 20;
+  struct timespec d = {0, ms * 1000000L};
+  nanosleep(&d, NULL);
+  return request;
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#define POOL_CLIENTS 64
+
+typedef struct pool_client {
+  const char *address;
+  int id;
+  int ok;
+} pool_client;
+
+static void *pool_thread(void *arg) {
+  pool_client *c = arg;
+  int fd = sk_test_tcp_connect(c->address);
+  char req[64], got[64];
+  int len = snprintf(req, sizeof req, "%d-slow\n%d-fast\n", c->id, c->id);
+  c->ok = fd >= 0 && sk_test_send_all(fd, req, (size_t)len) == 0 &&
+          sk_test_read_exact(fd, got, (size_t)len, 20000) == len &&
+          memcmp(got, req, (size_t)len) == 0;
+  if (fd >= 0)
+    close(fd);
+  return NULL;
+}
+
+START_TEST(test_pool_serves_blocking_service_concurrently_in_order) {
+  sk_tcp_server *srv;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", sleepy, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, SK_MODEL_WORKER_POOL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WORKERS, 8), SK_OK);
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
+  pthread_t threads[POOL_CLIENTS];
+  pool_client clients[POOL_CLIENTS];
+  int64_t start = mono_ms();
+  for (int i = 0; i < POOL_CLIENTS; i++) {
+    clients[i] = (pool_client){.address = t.address, .id = i};
+    ck_assert_int_eq(pthread_create(&threads[i], NULL, pool_thread, &clients[i]), 0);
+  }
+  for (int i = 0; i < POOL_CLIENTS; i++) {
+    pthread_join(threads[i], NULL);
+    ck_assert_msg(clients[i].ok, "client %d got wrong or late replies", i);
+  }
+  int64_t elapsed = mono_ms() - start;
+  int64_t serial = POOL_CLIENTS * (200 + 20);
+  ck_assert_msg(elapsed < serial / 2, "took %lld ms; serial would be %lld ms", (long long)elapsed,
+                (long long)serial);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
+static atomic_int frees;
+static void count_free(void *p) {
+  atomic_fetch_add(&frees, 1);
+  free(p);
+}
+static const char *heap_echo(const char *request, void *user) {
+  (void)user;
+  return strcmp(request, "none") == 0 ? NULL : strdup(request);
+}
+
+START_TEST(test_reply_free_once_per_reply) {
+  const model_config *cfg = &configs[_i];
+  atomic_store(&frees, 0);
+  sk_tcp_server *srv = server_for(cfg, "127.0.0.1:0", heap_echo);
+  ck_assert_int_eq(sk_tcp_server_set_reply_free(srv, count_free), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_listen(srv), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set_reply_free(srv, free), SK_ESTATE);
+  running r;
+  run_start(&r, cfg, srv);
+  int fd = sk_test_tcp_connect(r.address);
+  ck_assert_int_eq(sk_test_send_all(fd, "a\nnone\nb\nc\n", 11), 0);
+  expect_bytes(fd, "a\nb\nc\n", 6);
+  close(fd);
+  run_stop(&r);
+  /* In the fork model the replies are freed in the children. */
+  ck_assert_int_eq(atomic_load(&frees), r.in_process ? 0 : 3);
+}
+END_TEST
+
+/* ---- limits ----------------------------------------------------------- */
+
+START_TEST(test_max_connections) {
+  sk_tcp_server *srv;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MAX_CONNECTIONS, 5), SK_OK);
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
+  int fds[5];
+  for (int i = 0; i < 5; i++) {
+    fds[i] = sk_test_tcp_connect(t.address);
+    ck_assert_int_eq(sk_test_send_all(fds[i], "in\n", 3), 0);
+    expect_bytes(fds[i], "in\n", 3);
+  }
+  /* The sixth is accepted and closed at once. */
+  int extra = sk_test_tcp_connect(t.address);
+  ck_assert_int_ge(extra, 0);
+  char got[16];
+  ck_assert_int_le(sk_test_read_to_eof(extra, got, sizeof got, WAIT_MS), 0);
+  close(extra);
+  ck_assert(sk_test_wait_tcp_stat(srv, SK_STAT_CONNECTIONS_REJECTED, 1, WAIT_MS));
+  /* One leaves; a newcomer is served. */
+  close(fds[0]);
+  ck_assert(sk_test_wait_tcp_stat_eq(srv, SK_STAT_CONNECTIONS_ACTIVE, 4, WAIT_MS));
+  fds[0] = sk_test_tcp_connect(t.address);
+  ck_assert_int_eq(sk_test_send_all(fds[0], "back\n", 5), 0);
+  expect_bytes(fds[0], "back\n", 5);
+  for (int i = 0; i < 5; i++)
+    close(fds[i]);
+  uint64_t rejected = 0;
+  sk_tcp_server_stat(srv, SK_STAT_CONNECTIONS_REJECTED, &rejected);
+  ck_assert_uint_eq(rejected, 1);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
+START_TEST(test_idle_timeout_closes_silent_and_trickling_clients) {
+  const model_config *cfg = &configs[_i];
+  sk_tcp_server *srv = server_for(cfg, "127.0.0.1:0", sk_test_echo);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IDLE_TIMEOUT_MS, 300), SK_OK);
+  running r;
+  run_start(&r, cfg, srv);
+  int silent = sk_test_tcp_connect(r.address);
+  int trickle = sk_test_tcp_connect(r.address);
+  int busy = sk_test_tcp_connect(r.address);
+  /* The busy client completes a request every 50 ms and stays; the
+   * trickling one never completes one and is closed with the silent one. */
+  bool trickle_closed = false;
+  for (int i = 0; i < 16; i++) {
+    ck_assert_int_eq(sk_test_send_all(busy, "ping\n", 5), 0);
+    expect_bytes(busy, "ping\n", 5);
+    if (!trickle_closed && send(trickle, "x", 1, MSG_NOSIGNAL) != 1)
+      trickle_closed = true;
+    struct timespec d = {0, 50 * 1000000L};
+    nanosleep(&d, NULL);
+  }
+  char got[16];
+  ck_assert_int_le(sk_test_read_to_eof(silent, got, sizeof got, WAIT_MS), 0);
+  ck_assert_int_le(sk_test_read_to_eof(trickle, got, sizeof got, WAIT_MS), 0);
+  if (r.srv)
+    ck_assert(sk_test_wait_tcp_stat(r.srv, SK_STAT_CONNECTIONS_TIMED_OUT, 2, WAIT_MS));
+  ck_assert_int_eq(sk_test_send_all(busy, "last\n", 5), 0);
+  expect_bytes(busy, "last\n", 5);
+  close(silent);
+  close(trickle);
+  close(busy);
+  run_stop(&r);
+}
+END_TEST
+
+/* Writes requests without reading until the server stops taking them for
+ * 200 ms. Returns the bytes sent. The socket is left non-blocking. */
+static size_t flood_without_reading(int fd, size_t limit) {
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  static char chunk[65536];
+  for (size_t i = 0; i < sizeof chunk; i += 32)
+    memcpy(chunk + i, "0123456789abcdef0123456789abcde\n", 32);
+  size_t sent = 0;
+  while (sent < limit) {
+    ssize_t n = send(fd, chunk, sizeof chunk, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN)
+      break;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    if (poll(&p, 1, 200) == 0)
+      break;
+  }
+  return sent;
+}
+
+START_TEST(test_non_reading_client_memory_bounded) {
+  sk_tcp_server *srv;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_OUTPUT_HIGH_WATER, 65536), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WRITE_TIMEOUT_MS, 0), SK_OK);
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
+  int hog = sk_test_tcp_connect(t.address);
+  size_t sent = flood_without_reading(hog, 64u << 20);
+  uint64_t buffered = 0;
+  sk_tcp_server_stat(srv, SK_STAT_BYTES_BUFFERED, &buffered);
+  /* The mark, plus at most the replies of one read (64 KiB + a message). */
+  ck_assert_uint_gt(buffered, 0);
+  ck_assert_uint_le(buffered, 65536 + 65536 + 65536 + 16);
+  ck_assert_uint_lt(buffered, sent);
+  /* Meanwhile everybody else is served. */
+  int other = sk_test_tcp_connect(t.address);
+  ck_assert_int_eq(sk_test_send_all(other, "fine\n", 5), 0);
+  expect_bytes(other, "fine\n", 5);
+  close(other);
+  close(hog);
+  ck_assert(sk_test_wait_tcp_stat_eq(srv, SK_STAT_BYTES_BUFFERED, 0, WAIT_MS));
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
+START_TEST(test_write_timeout_closes_client_that_never_reads) {
+  sk_tcp_server *srv;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WRITE_TIMEOUT_MS, 300), SK_OK);
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
+  int hog = sk_test_tcp_connect(t.address);
+  flood_without_reading(hog, 64u << 20);
+  ck_assert(sk_test_wait_tcp_stat(srv, SK_STAT_CONNECTIONS_TIMED_OUT, 1, WAIT_MS));
+  ck_assert(sk_test_wait_tcp_stat_eq(srv, SK_STAT_BYTES_BUFFERED, 0, WAIT_MS));
+  ck_assert(sk_test_wait_tcp_stat_eq(srv, SK_STAT_CONNECTIONS_ACTIVE, 0, WAIT_MS));
+  close(hog);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
+START_TEST(test_descriptor_exhaustion_recovers) {
+  sk_tcp_server *srv;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
+  struct rlimit old;
+  getrlimit(RLIMIT_NOFILE, &old);
+  struct rlimit low = {.rlim_cur = (rlim_t)sk_test_fd_count() + 24, .rlim_max = old.rlim_max};
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+
+  /* Clients and server share the limit. Fill it with served clients;
+   * then free one descriptor and connect once more: the client end takes
+   * it, and the server's accept finds none left. */
+  int spare = dup(0);
+  ck_assert_int_ge(spare, 0);
+  int fds[64], n = 0, served = 0, shed = 0;
+  while (n < 64 && shed < 2) {
+    int fd = sk_test_tcp_connect(t.address);
+    if (fd < 0 && spare >= 0) {
+      close(spare);
+      spare = -1;
+      fd = sk_test_tcp_connect(t.address);
+    }
+    if (fd < 0)
+      break;
+    fds[n++] = fd;
+    char got[8];
+    if (sk_test_send_all(fd, "q\n", 2) == 0 && sk_test_read_exact(fd, got, 2, WAIT_MS) == 2)
+      served++;
+    else
+      shed++;
+  }
+  ck_assert_int_gt(served, 5);
+  ck_assert_int_gt(shed, 0);
+  /* Shed clients are closed at once and counted; the loop did not spin. */
+  ck_assert(sk_test_wait_tcp_stat(srv, SK_STAT_CONNECTIONS_REJECTED, (uint64_t)shed, WAIT_MS));
+  /* Descriptors come back: a new client is served. */
+  for (int i = 0; i < n; i++)
+    close(fds[i]);
+  ck_assert(sk_test_wait_tcp_stat_eq(srv, SK_STAT_CONNECTIONS_ACTIVE, 0, WAIT_MS));
+  int fd = sk_test_tcp_connect(t.address);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(sk_test_send_all(fd, "again\n", 6), 0);
+  expect_bytes(fd, "again\n", 6);
+  close(fd);
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
+/* Stop while a client pipelines: every request the server took gets its
+ * reply before the close, in order, with nothing cut in half. */
+static const char *slow_echo(const char *request, void *user) {
+  (void)user;
+  struct timespec d = {0, 2 * 1000000L};
+  nanosleep(&d, NULL);
+  return request;
+}
+
+START_TEST(test_stop_under_load_loses_no_owed_reply) {
+  const model_config *cfg = &configs[_i];
+  sk_tcp_server *srv = server_for(cfg, "127.0.0.1:0", slow_echo);
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
+  int fd = sk_test_tcp_connect(t.address);
+  enum { COUNT = 2000 };
+  static char batch[COUNT * 16];
+  size_t len = 0;
+  for (int i = 0; i < COUNT; i++)
+    len += (size_t)snprintf(batch + len, sizeof batch - len, "req %08d\n", i);
+  ck_assert_int_eq(sk_test_send_all(fd, batch, len), 0);
+  /* Let some replies come back, then stop mid-stream. */
+  char first[13];
+  ck_assert_int_eq(sk_test_read_exact(fd, first, 13, WAIT_MS), 13);
+  sk_tcp_server_stop(t.srv);
+  static char rest[COUNT * 16];
+  ssize_t n = sk_test_read_to_eof(fd, rest, sizeof rest, WAIT_MS);
+  ck_assert_int_ge(n, 0);
+  size_t received = 13 + (size_t)n;
+  ck_assert_uint_eq(received % 13, 0); /* whole replies only */
+  ck_assert(memcmp(batch, first, 13) == 0);
+  ck_assert(memcmp(batch + 13, rest, (size_t)n) == 0);
+  uint64_t served = 0;
+  pthread_join(t.thread, NULL);
+  sk_tcp_server_stat(t.srv, SK_STAT_MESSAGES_OUT, &served);
+  ck_assert_uint_eq(received / 13, served);
+  ck_assert_uint_lt(served, COUNT); /* the stop really came mid-stream */
+  sk_tcp_server_destroy(t.srv);
+  close(fd);
+}
+END_TEST
+
+START_TEST(test_model_option_rules) {
+  sk_tcp_server *srv;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  long long v;
+  ck_assert_int_eq(sk_tcp_server_get(srv, SK_OPT_MODEL, &v), SK_OK);
+  ck_assert_int_eq(v, SK_MODEL_EVENT_LOOP);
+  ck_assert_int_eq(sk_tcp_server_get(srv, SK_OPT_IDLE_TIMEOUT_MS, &v), SK_OK);
+  ck_assert_int_eq(v, 60000);
+  ck_assert_int_eq(sk_tcp_server_get(srv, SK_OPT_DRAIN_TIMEOUT_MS, &v), SK_OK);
+  ck_assert_int_eq(v, 5000);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, 4), SK_EINVAL);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WORKERS, -1), SK_EINVAL);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_OUTPUT_HIGH_WATER, 10), SK_EINVAL);
+  /* The fork model needs exactly one event loop. */
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, SK_MODEL_PROCESS_PER_CONNECTION), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, 2), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_listen(srv), SK_EINVAL);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, 1), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_listen(srv), SK_OK);
+  sk_tcp_server_destroy(srv);
+}
+END_TEST
+
+static Suite *models_suite(void) {
+  Suite *s = suite_create("tcp_models");
+  TCase *tc = tcase_create("models");
+  tcase_set_timeout(tc, 60);
+  tcase_add_loop_test(tc, test_conformance_every_model, 0, NCONFIGS);
+  tcase_add_loop_test(tc, test_start_stop_destroy_every_model, 0, NCONFIGS);
+  tcase_add_loop_test(tc, test_reply_free_once_per_reply, 0, NCONFIGS);
+  tcase_add_loop_test(tc, test_idle_timeout_closes_silent_and_trickling_clients, 0, NCONFIGS);
+  /* Only the pool can be stopped between the requests of one read. */
+  tcase_add_loop_test(tc, test_stop_under_load_loses_no_owed_reply, 2, 4);
+  tcase_add_test(tc, test_pool_serves_blocking_service_concurrently_in_order);
+  suite_add_tcase(s, tc);
+  TCase *limits = tcase_create("limits");
+  tcase_set_timeout(limits, 60);
+  tcase_add_test(limits, test_max_connections);
+  tcase_add_test(limits, test_non_reading_client_memory_bounded);
+  tcase_add_test(limits, test_write_timeout_closes_client_that_never_reads);
+  tcase_add_test(limits, test_descriptor_exhaustion_recovers);
+  tcase_add_test(limits, test_model_option_rules);
+  suite_add_tcase(s, limits);
+  return s;
+}
+
+int main(void) {
+  if (getenv("SK_TEST_DEBUG"))
+    sk_set_log_level(SK_LOG_DEBUG);
+  else
+    sk_set_log_level(SK_LOG_ERROR); /* the crash and shedding tests warn by design */
+  SRunner *sr = srunner_create(models_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
