@@ -1,76 +1,150 @@
 /* udp_server.c -- UDP request/response server: one datagram is one request,
  * the reply goes back from the address the request was sent to. */
-#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "addr.h"
 #include "internal.h"
+#include "pool.h"
 
 /* The largest UDP payload over IPv4 (65535 - 8 UDP - 20 IP header). */
 #define UDP_MAX_PAYLOAD 65507
 
+/* Datagrams taken by one recvmmsg, and at most as many replies sent by one
+ * sendmmsg: per-syscall cost dominates small datagrams. The receive slots
+ * are BATCH * (max message + 1) bytes per I/O thread; the pages are only
+ * committed as datagrams that large arrive. */
+#define BATCH 32
+
+/* Replies of one batch are copied here before the service runs again (it
+ * may reuse its buffer). Every IP datagram fits; a longer reply, possible
+ * only on UNIX sockets, is sent on its own at once. */
+#define ARENA_SIZE 65536
+
+/* Requests handed to the worker pool and not yet finished, per server; over
+ * it a request is dropped (SK_STAT_DROPS_QUEUE_FULL), so a flood cannot make
+ * memory grow while the workers are busy. */
+#define QUEUE_MAX 1024
+
 enum udp_state { UDP_CREATED, UDP_LISTENING, UDP_RUNNING, UDP_DONE };
 
-/* Counters are indexed by sk_stat value; index 0 is unused. */
-#define UDP_STAT_COUNT (SK_STAT_DROPS_TOO_LARGE + 1)
+/* Counters are indexed by sk_stat value; index 0 and the TCP-only counters
+ * are unused (see sk_udp_server_stat). */
+#define UDP_STAT_COUNT (SK_STAT_DROPS_QUEUE_FULL + 1)
+
+/* Space for either kind of packet-info control message. */
+typedef union pktinfo_control {
+  char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
+  struct cmsghdr align;
+} pktinfo_control;
+
+/* One I/O thread: the socket it waits on and its buffers for one batch,
+ * allocated once per run. */
+typedef struct udp_io {
+  struct sk_udp_server *srv;
+  int fd;
+  bool joinable; /* runs on a thread of ours that finish() must join */
+  pthread_t thread;
+  int rc, os_error; /* how the loop ended; read after the join */
+  char *bufs;       /* BATCH receive slots of max_message + 1 bytes */
+  char *arena;      /* event-loop model: copies of this batch's replies */
+  size_t arena_used;
+  unsigned nout;
+  struct mmsghdr in[BATCH];
+  struct iovec in_iov[BATCH];
+  struct sockaddr_storage from[BATCH];
+  pktinfo_control in_control[BATCH];
+  struct mmsghdr out[BATCH];
+  struct iovec out_iov[BATCH];
+  pktinfo_control out_control[BATCH];
+} udp_io;
 
 struct sk_udp_server {
   sk_addr addr;
   sk_service service;
   void *user;
+  sk_reply_free reply_free;
 
-  long long max_message;
-  long long reuseport;
-  long long rcvbuf;
-  long long sndbuf;
+  /* Options, set through the udp_options table. */
+  long long max_message, reuseport, rcvbuf, sndbuf;
+  long long model, workers, io_threads, drain_timeout_ms;
 
-  int fd;
+  int *fds; /* nfds bound sockets; -1 once closed */
+  int nfds;
+  int nio; /* I/O threads; fixed at listen */
   int wakefd;
   bool pktinfo;     /* wildcard bind: ask for and reply with the destination */
   bool unlink_path; /* we created a UNIX socket file and remove it on destroy */
-  enum udp_state state;
+  bool started;     /* sk_udp_server_start ran and finish() has not */
+  _Atomic int state;
   atomic_bool stop_requested;
+
+  udp_io *io;
+  sk_pool *pool;
+  atomic_int queued;              /* pool tasks not yet finished */
+  _Atomic int64_t drain_deadline; /* CLOCK_MONOTONIC ns; 0 while serving */
+  _Atomic uint64_t drain_dropped; /* tasks skipped after the deadline */
 
   struct sockaddr_storage bound;
   socklen_t bound_len;
 
   /* Drop logging is rate-limited so a flood of bad datagrams cannot turn
-   * into a flood of log lines; the counters still see every drop. */
-  time_t log_second;
-  unsigned logs_this_second;
+   * into a flood of log lines; the counters still see every drop. Several
+   * threads log, so the window is kept in atomics (a race at the turn of a
+   * second only lets a line more or less through). */
+  _Atomic long long log_second;
+  atomic_uint logs_this_second;
 
   _Atomic uint64_t stats[UDP_STAT_COUNT];
 };
 
+/* A request handed to the worker pool, with all it needs to be answered:
+ * the request text is copied because the receive slot is reused. */
+typedef struct udp_task {
+  sk_pool_task task; /* first: the pool hands back a pointer to it */
+  sk_udp_server *srv;
+  int fd; /* the socket the request came in on; the reply leaves by it */
+  socklen_t from_len;
+  size_t control_len;
+  size_t len;
+  struct sockaddr_storage from;
+  pktinfo_control control; /* the reply's source, ready to send */
+  char request[];
+} udp_task;
+
 static void count(sk_udp_server *srv, int stat, uint64_t n) {
   atomic_fetch_add_explicit(&srv->stats[stat], n, memory_order_relaxed);
+}
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static void log_drop(sk_udp_server *srv, const struct sockaddr *from, socklen_t len,
                      const char *why) {
   if (!sk__log_enabled(SK_LOG_WARN))
     return;
-  time_t now = time(NULL);
-  if (now != srv->log_second) {
-    srv->log_second = now;
-    srv->logs_this_second = 0;
-  }
-  if (++srv->logs_this_second > 10)
+  long long now = (long long)time(NULL);
+  long long seen = atomic_load_explicit(&srv->log_second, memory_order_relaxed);
+  if (now != seen && atomic_compare_exchange_strong(&srv->log_second, &seen, now))
+    atomic_store(&srv->logs_this_second, 0);
+  unsigned n = atomic_fetch_add(&srv->logs_this_second, 1) + 1;
+  if (n > 10)
     return;
   char peer[SK__ADDR_TEXT_MAX];
   if (sk__addr_format(from, len, peer, sizeof peer) != 0)
     strcpy(peer, "unknown");
   sk__log(SK_LOG_WARN, "udp: dropped datagram from %s: %s%s", peer, why,
-          srv->logs_this_second == 10 ? " (further drops this second not logged)" : "");
+          n == 10 ? " (further drops this second not logged)" : "");
 }
 
 int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service service, void *user) {
@@ -91,7 +165,9 @@ int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service se
   srv->service = service;
   srv->user = user;
   srv->max_message = UDP_MAX_PAYLOAD;
-  srv->fd = -1;
+  srv->model = SK_MODEL_EVENT_LOOP;
+  srv->io_threads = 1;
+  srv->drain_timeout_ms = 5000;
   srv->wakefd = sk__wakefd_open();
   if (srv->wakefd < 0) {
     rc = sk__fail(SK_ESYS, errno);
@@ -114,6 +190,11 @@ static const udp_option udp_options[] = {
     {SK_OPT_REUSEPORT, offsetof(sk_udp_server, reuseport), 0, 1},
     {SK_OPT_RCVBUF, offsetof(sk_udp_server, rcvbuf), 0, INT_MAX},
     {SK_OPT_SNDBUF, offsetof(sk_udp_server, sndbuf), 0, INT_MAX},
+    /* The per-connection models make no sense without connections. */
+    {SK_OPT_MODEL, offsetof(sk_udp_server, model), SK_MODEL_EVENT_LOOP, SK_MODEL_WORKER_POOL},
+    {SK_OPT_WORKERS, offsetof(sk_udp_server, workers), 0, 1024},
+    {SK_OPT_IO_THREADS, offsetof(sk_udp_server, io_threads), 0, 256},
+    {SK_OPT_DRAIN_TIMEOUT_MS, offsetof(sk_udp_server, drain_timeout_ms), 0, INT_MAX},
 };
 
 static const udp_option *find_option(int option) {
@@ -145,34 +226,84 @@ int sk_udp_server_get(const sk_udp_server *srv, int option, long long *value) {
   return SK_OK;
 }
 
-static int open_socket(sk_udp_server *srv) {
-  sk_bind_options opts = {
-      .reuseport = srv->reuseport != 0, .rcvbuf = (int)srv->rcvbuf, .sndbuf = (int)srv->sndbuf};
-  int fd = sk__bind_socket(&srv->addr, SOCK_DGRAM, &opts);
-  if (fd < 0)
-    return fd;
-  srv->pktinfo = sk__addr_is_wildcard(&srv->addr.ss);
-  if (srv->pktinfo) {
-    /* A dual-stack socket receives IPv4 datagrams with IP_PKTINFO and
-     * IPv6 ones with IPV6_PKTINFO, so ask for both. */
-    int on = 1;
-    if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on) != 0 ||
-        (srv->addr.ss.ss_family == AF_INET6 &&
-         setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on) != 0)) {
-      int rc = sk__fail(SK_ESOCKET, errno);
-      sk__close(fd);
-      return rc;
-    }
-  }
-  srv->unlink_path = sk__addr_is_unix_path(&srv->addr);
-  srv->bound_len = sizeof srv->bound;
-  if (getsockname(fd, (struct sockaddr *)&srv->bound, &srv->bound_len) != 0) {
-    int rc = sk__fail(SK_ESOCKET, errno);
-    sk__close(fd);
-    return rc;
-  }
-  srv->fd = fd;
+int sk_udp_server_set_reply_free(sk_udp_server *srv, sk_reply_free fn) {
+  if (!srv)
+    return SK_EINVAL;
+  if (srv->state != UDP_CREATED)
+    return sk__fail(SK_ESTATE, 0);
+  srv->reply_free = fn;
   return SK_OK;
+}
+
+static void close_sockets(sk_udp_server *srv) {
+  for (int i = 0; i < srv->nfds; i++) {
+    sk__close(srv->fds[i]);
+    srv->fds[i] = -1;
+  }
+}
+
+static int enable_pktinfo(int fd, int family) {
+  /* A dual-stack socket receives IPv4 datagrams with IP_PKTINFO and IPv6
+   * ones with IPV6_PKTINFO, so ask for both. */
+  int on = 1;
+  if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on) != 0 ||
+      (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on) != 0))
+    return sk__fail(SK_ESOCKET, errno);
+  return SK_OK;
+}
+
+/* Bind one socket per I/O thread, all on the port the first one got, so
+ * that SO_REUSEPORT spreads senders over the threads (one sender always
+ * lands on the same socket, so its datagrams are served in order). A UNIX
+ * path cannot be bound twice: there, one socket is shared by every I/O
+ * thread, and datagrams of one sender may be served out of order. */
+static int open_sockets(sk_udp_server *srv) {
+  int nio = srv->io_threads ? (int)srv->io_threads : sk__cpu_count();
+  int nfds = srv->addr.ss.ss_family == AF_UNIX ? 1 : nio;
+  srv->fds = malloc((size_t)nfds * sizeof *srv->fds);
+  if (!srv->fds)
+    return sk__fail(SK_ENOMEM, ENOMEM);
+  for (int i = 0; i < nfds; i++)
+    srv->fds[i] = -1;
+  srv->nfds = nfds;
+  srv->nio = nio;
+
+  sk_bind_options opts = {.reuseport = srv->reuseport != 0 || nfds > 1,
+                          .rcvbuf = (int)srv->rcvbuf,
+                          .sndbuf = (int)srv->sndbuf};
+  int rc = SK_OK;
+  for (int i = 0; i < nfds && rc == SK_OK; i++) {
+    /* The first bind picks the port (and may fall back to IPv4 any); the
+     * others bind to the address it got. */
+    sk_addr again = srv->addr;
+    if (i > 0) {
+      memcpy(&again.ss, &srv->bound, srv->bound_len);
+      again.len = srv->bound_len;
+    }
+    int fd = sk__bind_socket(i == 0 ? &srv->addr : &again, SOCK_DGRAM, &opts);
+    if (fd < 0) {
+      rc = fd;
+      break;
+    }
+    srv->fds[i] = fd;
+    if (i == 0) {
+      srv->pktinfo = sk__addr_is_wildcard(&srv->addr.ss);
+      srv->unlink_path = sk__addr_is_unix_path(&srv->addr);
+      srv->bound_len = sizeof srv->bound;
+      if (getsockname(fd, (struct sockaddr *)&srv->bound, &srv->bound_len) != 0)
+        rc = sk__fail(SK_ESOCKET, errno);
+    }
+    if (rc == SK_OK && srv->pktinfo)
+      rc = enable_pktinfo(fd, srv->addr.ss.ss_family);
+  }
+  if (rc != SK_OK) {
+    close_sockets(srv);
+    free(srv->fds);
+    srv->fds = NULL;
+    srv->nfds = 0;
+    srv->bound_len = 0;
+  }
+  return rc;
 }
 
 int sk_udp_server_listen(sk_udp_server *srv) {
@@ -180,14 +311,15 @@ int sk_udp_server_listen(sk_udp_server *srv) {
     return SK_EINVAL;
   if (srv->state != UDP_CREATED || atomic_load(&srv->stop_requested))
     return sk__fail(SK_ESTATE, 0);
-  int rc = open_socket(srv);
+  int rc = open_sockets(srv);
   if (rc != SK_OK)
     return rc;
   srv->state = UDP_LISTENING;
   if (sk__log_enabled(SK_LOG_INFO)) {
     char text[SK__ADDR_TEXT_MAX];
     if (sk__addr_format((struct sockaddr *)&srv->bound, srv->bound_len, text, sizeof text) == 0)
-      sk__log(SK_LOG_INFO, "udp: listening on %s", text);
+      sk__log(SK_LOG_INFO, "udp: listening on %s (%d socket%s)", text, srv->nfds,
+              srv->nfds == 1 ? "" : "s");
   }
   return SK_OK;
 }
@@ -209,17 +341,11 @@ int sk_udp_server_address(const sk_udp_server *srv, char *buf, size_t size) {
   return sk__addr_format((const struct sockaddr *)&srv->bound, srv->bound_len, buf, size);
 }
 
-/* Space for either kind of packet-info control message. */
-typedef union pktinfo_control {
-  char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
-  struct cmsghdr align;
-} pktinfo_control;
-
 /* Turn the destination recorded on receipt into the source of the reply:
  * the same address, so that a client that connected its socket accepts the
  * reply. Returns the control length to send with. */
-static size_t reply_control(struct msghdr *in, pktinfo_control *out) {
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(in); c; c = CMSG_NXTHDR(in, c)) {
+static size_t reply_control(const struct msghdr *in, pktinfo_control *out) {
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(in); c; c = CMSG_NXTHDR((struct msghdr *)in, c)) {
     struct cmsghdr *o = (struct cmsghdr *)out->buf;
     if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
       struct in_pktinfo pi;
@@ -244,58 +370,202 @@ static size_t reply_control(struct msghdr *in, pktinfo_control *out) {
   return 0;
 }
 
-static void send_reply(sk_udp_server *srv, struct msghdr *in, const char *reply) {
-  size_t len = strlen(reply);
-  if (in->msg_namelen <= sizeof(sa_family_t)) {
-    /* An unbound UNIX datagram sender has no address to answer. */
-    count(srv, SK_STAT_DROPS_NO_ADDRESS, 1);
-    log_drop(srv, in->msg_name, in->msg_namelen, "reply dropped: sender has no address");
-    return;
-  }
-  struct iovec iov = {.iov_base = (void *)reply, .iov_len = len};
-  pktinfo_control control;
+/* The reply header for a request: back to its sender, from the address the
+ * request was sent to. */
+static struct msghdr reply_header(const struct msghdr *in, struct iovec *iov,
+                                  pktinfo_control *control, bool pktinfo) {
   struct msghdr out = {
-      .msg_name = in->msg_name, .msg_namelen = in->msg_namelen, .msg_iov = &iov, .msg_iovlen = 1};
-  if (srv->pktinfo) {
-    size_t clen = reply_control(in, &control);
-    if (clen) {
-      out.msg_control = control.buf;
-      out.msg_controllen = clen;
-    }
-  }
-  ssize_t n;
-  do
-    n = sendmsg(srv->fd, &out, MSG_DONTWAIT | MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  if (n >= 0) {
-    count(srv, SK_STAT_MESSAGES_OUT, 1);
-    count(srv, SK_STAT_BYTES_OUT, (uint64_t)n);
-  } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+      .msg_name = in->msg_name, .msg_namelen = in->msg_namelen, .msg_iov = iov, .msg_iovlen = 1};
+  out.msg_controllen = pktinfo ? reply_control(in, control) : 0;
+  out.msg_control = out.msg_controllen ? control->buf : NULL;
+  return out;
+}
+
+/* An unbound UNIX datagram sender has no address to answer. */
+static bool can_answer(sk_udp_server *srv, const struct sockaddr *to, socklen_t len) {
+  if (len > sizeof(sa_family_t))
+    return true;
+  count(srv, SK_STAT_DROPS_NO_ADDRESS, 1);
+  log_drop(srv, to, len, "reply dropped: sender has no address");
+  return false;
+}
+
+static void send_failed(sk_udp_server *srv, int err, const struct msghdr *m) {
+  if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
     count(srv, SK_STAT_DROPS_WOULD_BLOCK, 1);
-    log_drop(srv, in->msg_name, in->msg_namelen, "reply dropped: send buffer full");
-  } else if (errno == EMSGSIZE) {
+    log_drop(srv, m->msg_name, m->msg_namelen, "reply dropped: send buffer full");
+  } else if (err == EMSGSIZE) {
     count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
-    log_drop(srv, in->msg_name, in->msg_namelen, "reply dropped: too large for a datagram");
+    log_drop(srv, m->msg_name, m->msg_namelen, "reply dropped: too large for a datagram");
   } else {
     count(srv, SK_STAT_DROPS_SEND_ERROR, 1);
-    log_drop(srv, in->msg_name, in->msg_namelen, "reply dropped: send failed");
+    log_drop(srv, m->msg_name, m->msg_namelen, "reply dropped: send failed");
   }
 }
 
-/* Receive and serve datagrams until the socket is empty or a stop is asked
- * for. Returns SK_OK, or SK_EREAD on a receive error that is not transient. */
-static int serve_ready(sk_udp_server *srv, char *buf) {
-  while (!atomic_load_explicit(&srv->stop_requested, memory_order_relaxed)) {
-    struct sockaddr_storage from;
+/* Send one reply now. sendmsg on a datagram socket is atomic per message,
+ * so workers and I/O threads can send on the same socket at once. */
+static void send_one(sk_udp_server *srv, int fd, const struct msghdr *m) {
+  ssize_t n;
+  do
+    n = sendmsg(fd, m, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    send_failed(srv, errno, m);
+    return;
+  }
+  count(srv, SK_STAT_MESSAGES_OUT, 1);
+  count(srv, SK_STAT_BYTES_OUT, (uint64_t)n);
+}
+
+/* Send the replies collected from this batch, in order, with as few
+ * sendmmsg calls as they allow. */
+static void flush_replies(udp_io *io) {
+  sk_udp_server *srv = io->srv;
+  uint64_t messages = 0, bytes = 0;
+  unsigned i = 0;
+  while (i < io->nout) {
+    int n = sendmmsg(io->fd, io->out + i, io->nout - i, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      /* sendmmsg fails with the error of the first message it could not
+       * send: that reply is the drop; go on with the next. */
+      send_failed(srv, n < 0 ? errno : EIO, &io->out[i].msg_hdr);
+      i++;
+      continue;
+    }
+    for (int k = 0; k < n; k++)
+      bytes += io->out[i + (unsigned)k].msg_len;
+    messages += (uint64_t)n;
+    i += (unsigned)n;
+  }
+  if (messages) {
+    count(srv, SK_STAT_MESSAGES_OUT, messages);
+    count(srv, SK_STAT_BYTES_OUT, bytes);
+  }
+  io->nout = 0;
+  io->arena_used = 0;
+}
+
+/* Copy a reply into this batch's arena and queue it for flush_replies. */
+static void queue_reply(udp_io *io, const struct msghdr *in, const char *reply) {
+  sk_udp_server *srv = io->srv;
+  if (!can_answer(srv, in->msg_name, in->msg_namelen))
+    return;
+  size_t len = strlen(reply);
+  if (len > ARENA_SIZE - io->arena_used || io->nout == BATCH)
+    flush_replies(io); /* keeps replies in request order */
+  if (len > ARENA_SIZE) {
+    struct iovec iov = {.iov_base = (void *)reply, .iov_len = len};
     pktinfo_control control;
-    struct iovec iov = {.iov_base = buf, .iov_len = (size_t)srv->max_message};
-    struct msghdr msg = {.msg_name = &from,
-                         .msg_namelen = sizeof from,
-                         .msg_iov = &iov,
-                         .msg_iovlen = 1,
-                         .msg_control = srv->pktinfo ? control.buf : NULL,
-                         .msg_controllen = srv->pktinfo ? sizeof control.buf : 0};
-    ssize_t n = recvmsg(srv->fd, &msg, MSG_DONTWAIT);
+    struct msghdr out = reply_header(in, &iov, &control, srv->pktinfo);
+    send_one(srv, io->fd, &out);
+    return;
+  }
+  unsigned k = io->nout++;
+  memcpy(io->arena + io->arena_used, reply, len);
+  io->out_iov[k] = (struct iovec){.iov_base = io->arena + io->arena_used, .iov_len = len};
+  io->arena_used += len;
+  io->out[k].msg_hdr = reply_header(in, &io->out_iov[k], &io->out_control[k], srv->pktinfo);
+}
+
+static void release_reply(sk_udp_server *srv, const char *reply) {
+  if (reply && srv->reply_free)
+    srv->reply_free((void *)reply);
+}
+
+/* Worker pool: run the service and answer, unless stop's drain timeout
+ * has passed, in which case the request is dropped unserved. */
+static void run_task(sk_pool_task *task) {
+  udp_task *t = (udp_task *)task;
+  sk_udp_server *srv = t->srv;
+  int64_t deadline = atomic_load(&srv->drain_deadline);
+  if (deadline != 0 && now_ns() >= deadline) {
+    atomic_fetch_add(&srv->drain_dropped, 1);
+  } else {
+    count(srv, SK_STAT_MESSAGES_IN, 1);
+    count(srv, SK_STAT_BYTES_IN, t->len);
+    const struct sockaddr *from = (const struct sockaddr *)&t->from;
+    sk__peer_set_addr(from, t->from_len);
+    const char *reply = srv->service(t->request, srv->user);
+    sk__peer_clear();
+    if (reply && can_answer(srv, from, t->from_len)) {
+      struct iovec iov = {.iov_base = (void *)reply, .iov_len = strlen(reply)};
+      struct msghdr out = {.msg_name = &t->from,
+                           .msg_namelen = t->from_len,
+                           .msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = t->control_len ? t->control.buf : NULL,
+                           .msg_controllen = t->control_len};
+      send_one(srv, t->fd, &out);
+    }
+    release_reply(srv, reply);
+  }
+  atomic_fetch_sub(&srv->queued, 1);
+  free(t);
+}
+
+/* Hand a request to the worker pool, or drop it if the queue is full. A
+ * task that cannot be allocated is counted the same way: in both cases the
+ * server had no room for the request. */
+static void dispatch(udp_io *io, const struct msghdr *in, size_t len) {
+  sk_udp_server *srv = io->srv;
+  bool full = atomic_fetch_add(&srv->queued, 1) >= QUEUE_MAX;
+  udp_task *t = full ? NULL : malloc(sizeof *t + len + 1);
+  if (!t) {
+    atomic_fetch_sub(&srv->queued, 1);
+    count(srv, SK_STAT_DROPS_QUEUE_FULL, 1);
+    log_drop(srv, in->msg_name, in->msg_namelen, full ? "worker pool queue full" : "out of memory");
+    return;
+  }
+  t->task.run = run_task;
+  t->srv = srv;
+  t->fd = io->fd;
+  t->len = len;
+  memcpy(&t->from, in->msg_name, in->msg_namelen);
+  t->from_len = in->msg_namelen;
+  t->control_len = srv->pktinfo ? reply_control(in, &t->control) : 0;
+  memcpy(t->request, in->msg_iov->iov_base, len + 1);
+  sk__pool_submit(srv->pool, &t->task);
+}
+
+/* Check a received datagram and make it a NUL-terminated request; false if
+ * it is dropped (counted and logged). */
+static bool accept_request(sk_udp_server *srv, struct msghdr *m, size_t len) {
+  if (m->msg_namelen < sizeof(sa_family_t)) {
+    /* An unbound UNIX sender may come with no address at all: record it
+     * as the unnamed UNIX address so that it can be shown as "unix:". */
+    ((struct sockaddr_storage *)m->msg_name)->ss_family = AF_UNIX;
+    m->msg_namelen = sizeof(sa_family_t);
+  }
+  if (m->msg_flags & MSG_TRUNC) {
+    count(srv, SK_STAT_DROPS_TRUNCATED, 1);
+    log_drop(srv, m->msg_name, m->msg_namelen, "larger than the maximum message size");
+    return false;
+  }
+  char *buf = m->msg_iov->iov_base;
+  if (memchr(buf, '\0', len)) {
+    count(srv, SK_STAT_DROPS_NUL, 1);
+    log_drop(srv, m->msg_name, m->msg_namelen, "contains a NUL byte");
+    return false;
+  }
+  buf[len] = '\0';
+  return true;
+}
+
+/* Receive and serve batches of datagrams until the socket is empty or a
+ * stop is asked for. Returns SK_OK, or SK_EREAD on a receive error that is
+ * not transient. */
+static int serve_ready(udp_io *io) {
+  sk_udp_server *srv = io->srv;
+  while (!atomic_load(&srv->stop_requested)) {
+    for (int i = 0; i < BATCH; i++) {
+      io->in[i].msg_hdr.msg_namelen = sizeof io->from[i];
+      io->in[i].msg_hdr.msg_controllen = srv->pktinfo ? sizeof io->in_control[i].buf : 0;
+      io->in[i].msg_hdr.msg_flags = 0;
+    }
+    int n = recvmmsg(io->fd, io->in, BATCH, MSG_DONTWAIT, NULL);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         return SK_OK;
@@ -306,38 +576,106 @@ static int serve_ready(sk_udp_server *srv, char *buf) {
         continue;
       return sk__fail(SK_EREAD, errno);
     }
-    if (msg.msg_namelen < sizeof(sa_family_t)) {
-      /* An unbound UNIX sender may come with no address at all: record it
-       * as the unnamed UNIX address so that it can be shown as "unix:". */
-      from.ss_family = AF_UNIX;
-      msg.msg_namelen = sizeof(sa_family_t);
+    /* A stop between two requests leaves the rest of the batch unserved,
+     * as datagrams still queued in the socket are. */
+    for (int i = 0; i < n && !atomic_load(&srv->stop_requested); i++) {
+      struct msghdr *m = &io->in[i].msg_hdr;
+      size_t len = io->in[i].msg_len;
+      if (!accept_request(srv, m, len))
+        continue;
+      if (srv->pool) {
+        dispatch(io, m, len);
+        continue;
+      }
+      count(srv, SK_STAT_MESSAGES_IN, 1);
+      count(srv, SK_STAT_BYTES_IN, len);
+      sk__peer_set_addr(m->msg_name, m->msg_namelen);
+      const char *reply = srv->service(m->msg_iov->iov_base, srv->user);
+      sk__peer_clear();
+      if (reply)
+        queue_reply(io, m, reply);
+      release_reply(srv, reply);
     }
-    if (msg.msg_flags & MSG_TRUNC) {
-      count(srv, SK_STAT_DROPS_TRUNCATED, 1);
-      log_drop(srv, msg.msg_name, msg.msg_namelen, "larger than the maximum message size");
-      continue;
-    }
-    if (memchr(buf, '\0', (size_t)n)) {
-      count(srv, SK_STAT_DROPS_NUL, 1);
-      log_drop(srv, msg.msg_name, msg.msg_namelen, "contains a NUL byte");
-      continue;
-    }
-    buf[n] = '\0';
-    count(srv, SK_STAT_MESSAGES_IN, 1);
-    count(srv, SK_STAT_BYTES_IN, (uint64_t)n);
-
-    sk__peer_set_addr(msg.msg_name, msg.msg_namelen);
-    const char *reply = srv->service(buf, srv->user);
-    if (reply)
-      send_reply(srv, &msg, reply);
-    sk__peer_clear();
+    flush_replies(io);
+    if (n < BATCH)
+      return SK_OK; /* most likely empty: let poll say when there is more */
   }
   return SK_OK;
 }
 
-int sk_udp_server_run(sk_udp_server *srv) {
-  if (!srv)
-    return SK_EINVAL;
+/* One I/O thread: wait on its socket and on the wake-up descriptor. The
+ * eventfd is never read: stop is sticky, so once it was signalled every
+ * thread sees it readable and leaves. A thread that fails stops the whole
+ * server, so that run returns the error instead of serving on fewer
+ * threads. */
+static void *io_loop(void *arg) {
+  udp_io *io = arg;
+  sk_udp_server *srv = io->srv;
+  struct pollfd fds[2] = {{.fd = io->fd, .events = POLLIN}, {.fd = srv->wakefd, .events = POLLIN}};
+  int rc = SK_OK;
+  while (rc == SK_OK && !atomic_load(&srv->stop_requested)) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      rc = sk__fail(SK_ESYS, errno);
+      break;
+    }
+    if (fds[0].revents & (POLLIN | POLLERR))
+      rc = serve_ready(io);
+  }
+  if (rc != SK_OK) {
+    io->os_error = sk_last_os_error();
+    sk_udp_server_stop(srv);
+  }
+  io->rc = rc;
+  return NULL;
+}
+
+/* End a run: join the I/O threads, let the pool finish its queue within
+ * the drain timeout, close the sockets and free the run's buffers. The
+ * timeout bounds the wait for queued requests: those still queued when it
+ * passes are dropped without running the service, but a service call
+ * already running is waited for however long it takes. Returns the first
+ * error of an I/O thread, or SK_OK. */
+static int finish(sk_udp_server *srv) {
+  int rc = SK_OK, os_error = 0;
+  for (int i = 0; srv->io && i < srv->nio; i++) {
+    udp_io *io = &srv->io[i];
+    if (io->joinable)
+      pthread_join(io->thread, NULL);
+    io->joinable = false;
+    if (rc == SK_OK && io->rc != SK_OK) {
+      rc = io->rc;
+      os_error = io->os_error;
+    }
+    free(io->bufs); /* tasks of the pool hold copies */
+    free(io->arena);
+  }
+  if (srv->pool) {
+    atomic_store(&srv->drain_deadline, now_ns() + srv->drain_timeout_ms * 1000000);
+    sk__log(SK_LOG_INFO, "udp: draining %d queued requests for up to %lld ms",
+            atomic_load(&srv->queued), srv->drain_timeout_ms);
+    sk__pool_destroy(srv->pool);
+    srv->pool = NULL;
+    uint64_t dropped = atomic_load(&srv->drain_dropped);
+    if (dropped)
+      sk__log(SK_LOG_WARN, "udp: %llu queued requests dropped: the drain timeout passed",
+              (unsigned long long)dropped);
+  }
+  /* Close now so that datagrams stop queueing for a server that is done;
+   * the bound address stays readable. */
+  close_sockets(srv);
+  free(srv->io);
+  srv->io = NULL;
+  srv->started = false;
+  srv->state = UDP_DONE;
+  sk__log(SK_LOG_INFO, "udp: stopped");
+  return rc == SK_OK ? SK_OK : sk__fail(rc, os_error);
+}
+
+/* Everything a run needs, allocated up front so that serving never
+ * allocates (but for pool tasks): per-thread batch buffers and the pool. */
+static int begin(sk_udp_server *srv) {
   if (srv->state == UDP_RUNNING || srv->state == UDP_DONE || atomic_load(&srv->stop_requested))
     return sk__fail(SK_ESTATE, 0);
   if (srv->state == UDP_CREATED) {
@@ -346,33 +684,80 @@ int sk_udp_server_run(sk_udp_server *srv) {
       return rc;
   }
   srv->state = UDP_RUNNING;
-
-  /* One extra byte for the NUL that ends the request string. */
-  char *buf = malloc((size_t)srv->max_message + 1);
-  if (!buf) {
-    srv->state = UDP_DONE;
-    return sk__fail(SK_ENOMEM, ENOMEM);
-  }
-  int rc = SK_OK;
-  struct pollfd fds[2] = {{.fd = srv->fd, .events = POLLIN}, {.fd = srv->wakefd, .events = POLLIN}};
-  while (rc == SK_OK && !atomic_load(&srv->stop_requested)) {
-    int n = poll(fds, 2, -1);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      rc = sk__fail(SK_ESYS, errno);
-      break;
+  size_t slot = (size_t)srv->max_message + 1; /* + the NUL that ends the request */
+  srv->io = calloc((size_t)srv->nio, sizeof *srv->io);
+  if (!srv->io)
+    goto nomem;
+  for (int i = 0; i < srv->nio; i++) {
+    udp_io *io = &srv->io[i];
+    io->srv = srv;
+    io->fd = srv->fds[i % srv->nfds];
+    io->bufs = malloc(BATCH * slot);
+    if (!io->bufs)
+      goto nomem;
+    if (srv->model == SK_MODEL_EVENT_LOOP && !(io->arena = malloc(ARENA_SIZE)))
+      goto nomem;
+    for (int k = 0; k < BATCH; k++) {
+      io->in_iov[k] = (struct iovec){.iov_base = io->bufs + k * slot, .iov_len = slot - 1};
+      io->in[k].msg_hdr =
+          (struct msghdr){.msg_name = &io->from[k],
+                          .msg_iov = &io->in_iov[k],
+                          .msg_iovlen = 1,
+                          .msg_control = srv->pktinfo ? io->in_control[k].buf : NULL};
     }
-    if (fds[0].revents & (POLLIN | POLLERR))
-      rc = serve_ready(srv, buf);
   }
-  free(buf);
-  /* Close now so that datagrams stop queueing for a server that is done;
-   * the bound address stays readable. */
-  sk__close(srv->fd);
-  srv->fd = -1;
-  srv->state = UDP_DONE;
-  sk__log(SK_LOG_INFO, "udp: stopped");
+  if (srv->model == SK_MODEL_WORKER_POOL) {
+    int workers = srv->workers ? (int)srv->workers : sk__cpu_count();
+    int rc = sk__pool_create(&srv->pool, workers);
+    if (rc != SK_OK) {
+      finish(srv);
+      return rc;
+    }
+  }
+  return SK_OK;
+nomem:
+  finish(srv);
+  return sk__fail(SK_ENOMEM, ENOMEM);
+}
+
+/* Start I/O threads first..nio-1 on threads of ours. On failure the server
+ * is told to stop; finish() joins those already started. */
+static int spawn(sk_udp_server *srv, int first) {
+  for (int i = first; i < srv->nio; i++) {
+    int err = sk__thread_start(&srv->io[i].thread, io_loop, &srv->io[i]);
+    if (err != 0) {
+      sk_udp_server_stop(srv);
+      return sk__fail(SK_ESYS, err);
+    }
+    srv->io[i].joinable = true;
+  }
+  return SK_OK;
+}
+
+int sk_udp_server_run(sk_udp_server *srv) {
+  if (!srv)
+    return SK_EINVAL;
+  int rc = begin(srv);
+  if (rc != SK_OK)
+    return rc;
+  /* The calling thread is I/O thread 0. */
+  int spawned = spawn(srv, 1);
+  if (spawned == SK_OK)
+    io_loop(&srv->io[0]);
+  rc = finish(srv);
+  return spawned != SK_OK ? spawned : rc;
+}
+
+int sk_udp_server_start(sk_udp_server *srv) {
+  if (!srv)
+    return SK_EINVAL;
+  int rc = begin(srv);
+  if (rc != SK_OK)
+    return rc;
+  srv->started = true;
+  rc = spawn(srv, 0);
+  if (rc != SK_OK)
+    finish(srv);
   return rc;
 }
 
@@ -385,8 +770,15 @@ int sk_udp_server_stop(sk_udp_server *srv) {
   return SK_OK;
 }
 
+/* The TCP connection counters are SK_EINVAL here rather than a constant 0,
+ * so that a caller learns the counter does not apply to UDP. */
+static bool udp_stat(int stat) {
+  return (stat >= SK_STAT_MESSAGES_IN && stat <= SK_STAT_DROPS_TOO_LARGE) ||
+         stat == SK_STAT_DROPS_QUEUE_FULL;
+}
+
 int sk_udp_server_stat(const sk_udp_server *srv, int stat, uint64_t *out) {
-  if (!srv || !out || stat <= 0 || stat >= UDP_STAT_COUNT)
+  if (!srv || !out || !udp_stat(stat))
     return SK_EINVAL;
   *out = atomic_load_explicit(&((sk_udp_server *)srv)->stats[stat], memory_order_relaxed);
   return SK_OK;
@@ -395,7 +787,13 @@ int sk_udp_server_stat(const sk_udp_server *srv, int stat, uint64_t *out) {
 void sk_udp_server_destroy(sk_udp_server *srv) {
   if (!srv)
     return;
-  sk__close(srv->fd);
+  if (srv->started) {
+    /* Started and not finished: stop and join the threads of the run. */
+    sk_udp_server_stop(srv);
+    finish(srv);
+  }
+  close_sockets(srv);
+  free(srv->fds);
   sk__close(srv->wakefd);
   if (srv->unlink_path)
     sk__unlink_unix_path(&srv->addr);

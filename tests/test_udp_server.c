@@ -1,7 +1,9 @@
 /* test_udp_server.c -- the UDP server over IPv4, IPv6 and UNIX datagram
- * sockets: echo, concurrency, no-reply, bad input, lifecycle and stop. */
+ * sockets: echo, concurrency, no-reply, bad input, lifecycle and stop, under
+ * each concurrency configuration (I/O threads, worker pool). */
 #include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -34,11 +37,39 @@ static const char *picky_service(const char *request, void *user) {
   return strcmp(request, "silent") == 0 ? NULL : request;
 }
 
+/* The configurations the conformance tests run under. */
+typedef struct udp_config {
+  const char *name;
+  long long model;
+  long long workers;
+  long long io_threads;
+} udp_config;
+
+static const udp_config configs[] = {
+    {"event loop", SK_MODEL_EVENT_LOOP, 0, 1},
+    {"2 I/O threads", SK_MODEL_EVENT_LOOP, 0, 2},
+    {"worker pool", SK_MODEL_WORKER_POOL, 4, 1},
+    {"2 I/O threads + worker pool", SK_MODEL_WORKER_POOL, 4, 2},
+};
+#define NCONFIGS (int)(sizeof configs / sizeof configs[0])
+
+static sk_udp_server *configured(const char *address, sk_service service, void *user,
+                                 const udp_config *c) {
+  sk_udp_server *srv = NULL;
+  ck_assert_int_eq(sk_udp_server_create(&srv, address, service, user), SK_OK);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_MODEL, c->model), SK_OK);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_WORKERS, c->workers), SK_OK);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_IO_THREADS, c->io_threads), SK_OK);
+  return srv;
+}
+
 /* Echo through a server on server_address; the client sends to client_host
  * at the server's port, or to the server's own address if it is NULL. */
-static void echo_once(const char *server_address, const char *client_host) {
+static void echo_config(const char *server_address, const char *client_host, const udp_config *c) {
   sk_test_udp t;
-  ck_assert_int_eq(sk_test_udp_start(&t, server_address, peer_service, NULL), SK_OK);
+  ck_assert_msg(sk_test_udp_start_server(&t, configured(server_address, peer_service, NULL, c)) ==
+                    SK_OK,
+                "%s: %s", server_address, c->name);
   char target[160];
   if (client_host)
     snprintf(target, sizeof target, "%s:%d", client_host, t.port);
@@ -73,6 +104,12 @@ static void echo_once(const char *server_address, const char *client_host) {
   ck_assert_msg(reply[0] == '|', "reply was '%s'", reply);
   close(fd);
   ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+}
+
+/* The same under every configuration. */
+static void echo_once(const char *server_address, const char *client_host) {
+  for (int i = 0; i < NCONFIGS; i++)
+    echo_config(server_address, client_host, &configs[i]);
 }
 
 START_TEST(test_echo_ipv4) {
@@ -237,9 +274,10 @@ static void *load_thread(void *arg) {
   return NULL;
 }
 
-START_TEST(test_concurrent_clients_all_replies_verified) {
+static void load_config(const udp_config *c) {
   sk_test_udp t;
-  ck_assert_int_eq(sk_test_udp_start(&t, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  ck_assert_int_eq(sk_test_udp_start_server(&t, configured("127.0.0.1:0", sk_test_echo, NULL, c)),
+                   SK_OK);
   pthread_t threads[CLIENTS];
   load_client clients[CLIENTS];
   for (int i = 0; i < CLIENTS; i++) {
@@ -249,9 +287,10 @@ START_TEST(test_concurrent_clients_all_replies_verified) {
   int verified = 0;
   for (int i = 0; i < CLIENTS; i++) {
     pthread_join(threads[i], NULL);
-    ck_assert_int_eq(clients[i].gave_up, 0);
-    ck_assert_int_eq(clients[i].wrong, 0);
-    ck_assert_int_eq(clients[i].verified, PER_CLIENT);
+    ck_assert_msg(clients[i].gave_up == 0 && clients[i].wrong == 0 &&
+                      clients[i].verified == PER_CLIENT,
+                  "%s: client %d gave up %d, wrong %d, verified %d", c->name, i, clients[i].gave_up,
+                  clients[i].wrong, clients[i].verified);
     verified += clients[i].verified;
   }
   ck_assert_int_eq(verified, CLIENTS * PER_CLIENT);
@@ -259,6 +298,13 @@ START_TEST(test_concurrent_clients_all_replies_verified) {
    * after the client already has the reply. */
   ck_assert(sk_test_wait_udp_stat(t.srv, SK_STAT_MESSAGES_OUT, CLIENTS * PER_CLIENT, WAIT_MS));
   ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+}
+
+/* 1,000 requests from 8 sockets under every configuration, including two
+ * SO_REUSEPORT sockets feeding one worker pool. */
+START_TEST(test_concurrent_clients_all_replies_verified) {
+  for (int i = 0; i < NCONFIGS; i++)
+    load_config(&configs[i]);
 }
 END_TEST
 
@@ -472,6 +518,434 @@ START_TEST(test_stop_from_signal_handler) {
 }
 END_TEST
 
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Blocks for 100 ms, as a service that waits on a disk or another server. */
+static const char *slow_service(const char *request, void *user) {
+  (void)user;
+  struct timespec pause = {0, 100 * 1000 * 1000};
+  while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+    ;
+  return request;
+}
+
+/* 16 requests to a 100 ms service at once: 8 workers answer them all in
+ * well under half the 1.6 s that one thread would need. */
+START_TEST(test_pool_runs_blocking_services_in_parallel) {
+  const udp_config pool8 = {"8 workers", SK_MODEL_WORKER_POOL, 8, 1};
+  sk_test_udp t;
+  ck_assert_int_eq(
+      sk_test_udp_start_server(&t, configured("127.0.0.1:0", slow_service, NULL, &pool8)), SK_OK);
+  enum { N = 16 };
+  int fds[N];
+  for (int i = 0; i < N; i++) {
+    fds[i] = sk_test_udp_socket(t.address);
+    ck_assert_int_ge(fds[i], 0);
+  }
+  long long start = now_ms();
+  char msg[32], reply[64];
+  for (int i = 0; i < N; i++) {
+    int len = snprintf(msg, sizeof msg, "request %d", i);
+    ck_assert_int_eq(send(fds[i], msg, (size_t)len, 0), len);
+  }
+  for (int i = 0; i < N; i++) {
+    ck_assert_int_gt(sk_test_udp_recv(fds[i], reply, sizeof reply, WAIT_MS), 0);
+    snprintf(msg, sizeof msg, "request %d", i);
+    ck_assert_str_eq(reply, msg);
+  }
+  long long elapsed = now_ms() - start;
+  ck_assert_msg(elapsed < N * 100 / 2, "16 blocking requests took %lld ms", elapsed);
+  for (int i = 0; i < N; i++)
+    close(fds[i]);
+  ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
+/* Threads of this process: entries of /proc/self/task. */
+static int thread_count(void) {
+  DIR *d = opendir("/proc/self/task");
+  if (!d)
+    return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n;
+}
+
+static void *record_tid(void *arg) {
+  *(pid_t *)arg = gettid();
+  return NULL;
+}
+
+static bool task_gone(void *tid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%d", (int)*(pid_t *)tid);
+  return access(path, F_OK) != 0;
+}
+
+/* Threads of this process once sanitizer runtimes have started the helper
+ * threads they start at the first pthread_create of a process. */
+static int thread_baseline(void) {
+  pthread_t t;
+  pid_t tid = 0;
+  if (pthread_create(&t, NULL, record_tid, &tid) == 0) {
+    pthread_join(t, NULL);
+    sk_test_wait(task_gone, &tid, WAIT_MS);
+  }
+  return thread_count();
+}
+
+/* A joined thread can linger in /proc for a moment after pthread_join. */
+static bool threads_back_to(void *want) {
+  return thread_count() == *(int *)want;
+}
+
+START_TEST(test_start_stop_destroy_leaks_nothing) {
+  int fds_before = sk_test_fd_count();
+  int threads_before = thread_baseline();
+  ck_assert_int_eq(sk_udp_server_start(NULL), SK_EINVAL);
+  for (int i = 0; i < NCONFIGS; i++) {
+    const udp_config *c = &configs[i];
+    sk_udp_server *srv = configured("127.0.0.1:0", sk_test_echo, NULL, c);
+    ck_assert_int_eq(sk_udp_server_start(srv), SK_OK);
+    ck_assert_int_eq(sk_udp_server_start(srv), SK_ESTATE);
+    ck_assert_int_eq(sk_udp_server_run(srv), SK_ESTATE);
+    char address[128], reply[16];
+    ck_assert_int_eq(sk_udp_server_address(srv, address, sizeof address), SK_OK);
+    int fd = sk_test_udp_socket(address);
+    ck_assert_int_eq(sk_test_udp_exchange(fd, "up?", 3, reply, sizeof reply, WAIT_MS), 3);
+    close(fd);
+    ck_assert_int_gt(thread_count(), threads_before);
+    if (i % 2 == 0) /* destroy also stops a server that still runs */
+      ck_assert_int_eq(sk_udp_server_stop(srv), SK_OK);
+    sk_udp_server_destroy(srv);
+    ck_assert_msg(sk_test_wait(threads_back_to, &threads_before, WAIT_MS), "%s: %d threads left",
+                  c->name, thread_count());
+    ck_assert_msg(sk_test_fd_count() == fds_before, "%s: descriptors leaked", c->name);
+  }
+  /* Stopped before it started: start refuses and nothing is left. */
+  sk_udp_server *srv;
+  ck_assert_int_eq(sk_udp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  sk_udp_server_stop(srv);
+  ck_assert_int_eq(sk_udp_server_start(srv), SK_ESTATE);
+  sk_udp_server_destroy(srv);
+  ck_assert_int_eq(sk_test_fd_count(), fds_before);
+  ck_assert_int_eq(thread_count(), threads_before);
+}
+END_TEST
+
+static atomic_int replies_freed;
+
+static void count_free(void *reply) {
+  atomic_fetch_add(&replies_freed, 1);
+  free(reply);
+}
+
+static const char *heap_service(const char *request, void *user) {
+  (void)user;
+  return strcmp(request, "silent") == 0 ? NULL : strdup(request);
+}
+
+/* Every non-NULL reply is handed to the free function exactly once, even
+ * one that cannot be sent. */
+START_TEST(test_reply_free_called_once_per_reply) {
+  ck_assert_int_eq(sk_udp_server_set_reply_free(NULL, free), SK_EINVAL);
+  for (int i = 0; i < NCONFIGS; i++) {
+    const udp_config *c = &configs[i];
+    atomic_store(&replies_freed, 0);
+    sk_udp_server *srv = configured("127.0.0.1:0", heap_service, NULL, c);
+    ck_assert_int_eq(sk_udp_server_set_reply_free(srv, count_free), SK_OK);
+    sk_test_udp t;
+    ck_assert_int_eq(sk_test_udp_start_server(&t, srv), SK_OK);
+    ck_assert_int_eq(sk_udp_server_set_reply_free(srv, free), SK_ESTATE);
+    int fd = sk_test_udp_socket(t.address);
+    char msg[32], reply[64];
+    for (int k = 0; k < 20; k++) {
+      ck_assert_int_eq(send(fd, "silent", 6, 0), 6);
+      int len = snprintf(msg, sizeof msg, "heap %d", k);
+      ck_assert_int_eq(sk_test_udp_exchange(fd, msg, (size_t)len, reply, sizeof reply, WAIT_MS),
+                       len);
+      ck_assert_str_eq(reply, msg);
+    }
+    close(fd);
+    ck_assert(sk_test_wait_udp_stat(t.srv, SK_STAT_MESSAGES_IN, 40, WAIT_MS));
+    ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+    ck_assert_msg(atomic_load(&replies_freed) == 20, "%s: %d frees", c->name,
+                  atomic_load(&replies_freed));
+  }
+
+  /* A reply to an unbound UNIX sender is dropped, and still freed. */
+  atomic_store(&replies_freed, 0);
+  char *dir = sk_test_tmpdir();
+  char address[256];
+  snprintf(address, sizeof address, "unix:%s/free.sock", dir);
+  sk_udp_server *srv;
+  ck_assert_int_eq(sk_udp_server_create(&srv, address, heap_service, NULL), SK_OK);
+  ck_assert_int_eq(sk_udp_server_set_reply_free(srv, count_free), SK_OK);
+  sk_test_udp t;
+  ck_assert_int_eq(sk_test_udp_start_server(&t, srv), SK_OK);
+  int anon = socket(AF_UNIX, SOCK_DGRAM, 0);
+  sk_addr un;
+  ck_assert_int_eq(sk__addr_parse(&un, address), 0);
+  ck_assert_int_eq(sendto(anon, "x", 1, 0, (struct sockaddr *)&un.ss, un.len), 1);
+  ck_assert(sk_test_wait_udp_stat(t.srv, SK_STAT_DROPS_NO_ADDRESS, 1, WAIT_MS));
+  close(anon);
+  ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+  ck_assert_int_eq(atomic_load(&replies_freed), 1);
+  sk_test_rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_concurrency_options) {
+  sk_udp_server *srv;
+  ck_assert_int_eq(sk_udp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  long long v = -1;
+  ck_assert_int_eq(sk_udp_server_get(srv, SK_OPT_MODEL, &v), SK_OK);
+  ck_assert_int_eq(v, SK_MODEL_EVENT_LOOP);
+  ck_assert_int_eq(sk_udp_server_get(srv, SK_OPT_WORKERS, &v), SK_OK);
+  ck_assert_int_eq(v, 0);
+  ck_assert_int_eq(sk_udp_server_get(srv, SK_OPT_IO_THREADS, &v), SK_OK);
+  ck_assert_int_eq(v, 1);
+  ck_assert_int_eq(sk_udp_server_get(srv, SK_OPT_DRAIN_TIMEOUT_MS, &v), SK_OK);
+  ck_assert_int_eq(v, 5000);
+
+  /* The per-connection models have no meaning for datagrams. */
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_MODEL, SK_MODEL_THREAD_PER_CONNECTION), SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_MODEL, SK_MODEL_PROCESS_PER_CONNECTION),
+                   SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_MODEL, -1), SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_MODEL, SK_MODEL_WORKER_POOL), SK_OK);
+  ck_assert_int_eq(sk_udp_server_get(srv, SK_OPT_MODEL, &v), SK_OK);
+  ck_assert_int_eq(v, SK_MODEL_WORKER_POOL);
+
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_WORKERS, -1), SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_WORKERS, 1025), SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_WORKERS, 1024), SK_OK);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_WORKERS, 0), SK_OK);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_IO_THREADS, -1), SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_IO_THREADS, 257), SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_IO_THREADS, 256), SK_OK);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_IO_THREADS, 0), SK_OK);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_DRAIN_TIMEOUT_MS, -1), SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_DRAIN_TIMEOUT_MS, 0x80000000LL), SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_DRAIN_TIMEOUT_MS, 0), SK_OK);
+
+  /* TCP-only options and counters are refused rather than ignored. */
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_FRAMING, 0), SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_MAX_CONNECTIONS, 1), SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_get(srv, SK_OPT_MAX_INFLIGHT, &v), SK_EINVAL);
+  uint64_t s = 1;
+  ck_assert_int_eq(sk_udp_server_stat(srv, SK_STAT_CONNECTIONS_ACCEPTED, &s), SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_stat(srv, SK_STAT_BYTES_BUFFERED, &s), SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_stat(srv, SK_STAT_DROPS_QUEUE_FULL, &s), SK_OK);
+  ck_assert_uint_eq(s, 0);
+
+  /* IO_THREADS 0 means one per CPU: the port is shared by as many sockets. */
+  ck_assert_int_eq(sk_udp_server_listen(srv), SK_OK);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_IO_THREADS, 2), SK_ESTATE);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_MODEL, SK_MODEL_EVENT_LOOP), SK_ESTATE);
+  sk_udp_server_destroy(srv);
+}
+END_TEST
+
+/* Several I/O threads on a port that another socket holds without
+ * SO_REUSEPORT: binding fails as with one. */
+START_TEST(test_io_threads_port_in_use_is_ebind) {
+  int holder = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  ck_assert_int_eq(bind(holder, (struct sockaddr *)&a, sizeof a), 0);
+  socklen_t len = sizeof a;
+  ck_assert_int_eq(getsockname(holder, (struct sockaddr *)&a, &len), 0);
+  char address[64];
+  snprintf(address, sizeof address, "127.0.0.1:%d", ntohs(a.sin_port));
+  int fds_before = sk_test_fd_count();
+  const udp_config two = {"2 I/O threads", SK_MODEL_EVENT_LOOP, 0, 2};
+  sk_udp_server *srv = configured(address, sk_test_echo, NULL, &two);
+  ck_assert_int_eq(sk_udp_server_listen(srv), SK_EBIND);
+  ck_assert_int_eq(sk_last_os_error(), EADDRINUSE);
+  sk_udp_server_destroy(srv);
+  ck_assert_int_eq(sk_test_fd_count(), fds_before);
+  close(holder);
+}
+END_TEST
+
+/* A service that blocks until the test opens the gate (or 10 s pass, so a
+ * failed test cannot leave it blocked forever). */
+typedef struct gate {
+  pthread_mutex_t lock;
+  pthread_cond_t opened;
+  bool open;
+  atomic_int entered;
+} gate;
+
+static void gate_init(gate *g) {
+  pthread_mutex_init(&g->lock, NULL);
+  pthread_cond_init(&g->opened, NULL);
+  g->open = false;
+  atomic_init(&g->entered, 0);
+}
+
+static void gate_open(gate *g) {
+  pthread_mutex_lock(&g->lock);
+  g->open = true;
+  pthread_cond_broadcast(&g->opened);
+  pthread_mutex_unlock(&g->lock);
+}
+
+static void gate_destroy(gate *g) {
+  pthread_cond_destroy(&g->opened);
+  pthread_mutex_destroy(&g->lock);
+}
+
+static const char *gated_service(const char *request, void *user) {
+  gate *g = user;
+  atomic_fetch_add(&g->entered, 1);
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += 10;
+  pthread_mutex_lock(&g->lock);
+  while (!g->open && pthread_cond_timedwait(&g->opened, &g->lock, &deadline) == 0)
+    ;
+  pthread_mutex_unlock(&g->lock);
+  return request;
+}
+
+static bool gate_entered(void *arg) {
+  return atomic_load(&((gate *)arg)->entered) > 0;
+}
+
+/* One worker held in its service: requests pile up in the pool's queue
+ * until its bound, and the excess is dropped and counted. */
+START_TEST(test_pool_queue_full_is_counted_drop) {
+  gate g;
+  gate_init(&g);
+  const udp_config one = {"1 worker", SK_MODEL_WORKER_POOL, 1, 1};
+  sk_test_udp t;
+  ck_assert_int_eq(sk_test_udp_start_server(&t, configured("127.0.0.1:0", gated_service, &g, &one)),
+                   SK_OK);
+  int fd = sk_test_udp_socket(t.address);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(send(fd, "first", 5, 0), 5);
+  ck_assert(sk_test_wait(gate_entered, &g, WAIT_MS));
+  /* The kernel may drop some of a burst before the server reads it, so
+   * send bursts until the server reports a queue-full drop. */
+  bool full = false;
+  for (int burst = 0; burst < 200 && !full; burst++) {
+    for (int i = 0; i < 256; i++)
+      send(fd, "more", 4, MSG_DONTWAIT);
+    full = sk_test_wait_udp_stat(t.srv, SK_STAT_DROPS_QUEUE_FULL, 1, 20);
+  }
+  ck_assert(full);
+  uint64_t in = 0;
+  ck_assert_int_eq(sk_udp_server_stat(t.srv, SK_STAT_MESSAGES_IN, &in), SK_OK);
+  ck_assert_uint_eq(in, 1); /* only the first request has reached the service */
+  gate_open(&g);
+  close(fd);
+  ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+  gate_destroy(&g);
+}
+END_TEST
+
+/* What the log says while a pool drains on stop. */
+typedef struct drain_log {
+  gate *gate;
+  atomic_int queued;  /* from "udp: draining N queued requests" */
+  atomic_int dropped; /* from "udp: N queued requests dropped" */
+} drain_log;
+
+static void on_drain_log(int level, const char *message, void *user) {
+  drain_log *d = user;
+  int n;
+  if (sscanf(message, "udp: draining %d queued requests", &n) == 1) {
+    atomic_store(&d->queued, n);
+    gate_open(d->gate); /* the deadline is set: release the running service */
+  } else if (sscanf(message, "udp: %d queued requests dropped", &n) == 1) {
+    atomic_store(&d->dropped, n);
+  }
+}
+
+/* With a drain timeout of 0, stop waits for the service call in progress
+ * but drops the requests still queued without running the service. */
+START_TEST(test_pool_drain_timeout_drops_queued_requests) {
+  gate g;
+  gate_init(&g);
+  drain_log logs = {.gate = &g};
+  sk_set_log_handler(on_drain_log, &logs);
+  ck_assert_int_eq(sk_set_log_level(SK_LOG_INFO), SK_OK);
+  const udp_config one = {"1 worker", SK_MODEL_WORKER_POOL, 1, 1};
+  sk_udp_server *srv = configured("127.0.0.1:0", gated_service, &g, &one);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_DRAIN_TIMEOUT_MS, 0), SK_OK);
+  sk_test_udp t;
+  ck_assert_int_eq(sk_test_udp_start_server(&t, srv), SK_OK);
+  int fd = sk_test_udp_socket(t.address);
+  for (int i = 0; i < 5; i++)
+    ck_assert_int_eq(send(fd, "req", 3, 0), 3);
+  ck_assert(sk_test_wait(gate_entered, &g, WAIT_MS));
+  ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+  ck_assert_int_eq(atomic_load(&g.entered), 1);
+  int queued = atomic_load(&logs.queued);
+  ck_assert_int_ge(queued, 1); /* the running request, and those received after it */
+  ck_assert_int_eq(atomic_load(&logs.dropped), queued - 1);
+  close(fd);
+  sk_set_log_handler(NULL, NULL);
+  sk_set_log_level(SK_LOG_WARN);
+  gate_destroy(&g);
+}
+END_TEST
+
+/* Replies with as many spaces as the request's number, or echoes it. */
+static const char *size_service(const char *request, void *user) {
+  (void)user;
+  int n = atoi(request);
+  return n > 0 ? sk_replyf("%*s", n, "") : request;
+}
+
+/* A reply too large for a datagram is a counted drop that does not disturb
+ * the replies around it; on a UNIX socket, where datagrams may be larger
+ * than any IP one, a large reply is delivered whole. */
+START_TEST(test_large_replies) {
+  static char reply[100001];
+  for (int i = 0; i < NCONFIGS; i++) {
+    sk_test_udp t;
+    ck_assert_int_eq(
+        sk_test_udp_start_server(&t, configured("127.0.0.1:0", size_service, NULL, &configs[i])),
+        SK_OK);
+    int fd = sk_test_udp_socket(t.address);
+    ck_assert_int_eq(send(fd, "65520", 5, 0), 5); /* fits the batch, not a UDPv4 datagram */
+    ck_assert_int_eq(send(fd, "70000", 5, 0), 5); /* larger than any datagram */
+    ck_assert_int_eq(sk_test_udp_exchange(fd, "65507", 5, reply, sizeof reply, WAIT_MS), 65507);
+    ck_assert_int_eq(sk_test_udp_exchange(fd, "ok", 2, reply, sizeof reply, WAIT_MS), 2);
+    ck_assert_str_eq(reply, "ok");
+    ck_assert_msg(sk_test_wait_udp_stat(t.srv, SK_STAT_DROPS_TOO_LARGE, 2, WAIT_MS), "%s",
+                  configs[i].name);
+    /* The counter moves just after the send, maybe after the client has
+     * the reply. */
+    ck_assert(sk_test_wait_udp_stat(t.srv, SK_STAT_MESSAGES_OUT, 2, WAIT_MS));
+    uint64_t out = 0;
+    sk_udp_server_stat(t.srv, SK_STAT_MESSAGES_OUT, &out);
+    ck_assert_uint_eq(out, 2);
+    close(fd);
+    ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+  }
+  char address[64];
+  snprintf(address, sizeof address, "unix:@sktest-large-%d", (int)getpid());
+  sk_test_udp t;
+  ck_assert_int_eq(sk_test_udp_start(&t, address, size_service, NULL), SK_OK);
+  int fd = sk_test_udp_socket(address);
+  ck_assert_int_eq(sk_test_udp_exchange(fd, "100000", 6, reply, sizeof reply, WAIT_MS), 100000);
+  ck_assert_int_eq(sk_test_udp_exchange(fd, "ok", 2, reply, sizeof reply, WAIT_MS), 2);
+  close(fd);
+  ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
 static Suite *udp_suite(void) {
   Suite *s = suite_create("udp_server");
   TCase *tc = tcase_create("udp");
@@ -491,6 +965,14 @@ static Suite *udp_suite(void) {
   tcase_add_test(tc, test_run_once_and_after_stop);
   tcase_add_test(tc, test_stop_from_other_thread_returns_promptly);
   tcase_add_test(tc, test_stop_from_signal_handler);
+  tcase_add_test(tc, test_pool_runs_blocking_services_in_parallel);
+  tcase_add_test(tc, test_start_stop_destroy_leaks_nothing);
+  tcase_add_test(tc, test_reply_free_called_once_per_reply);
+  tcase_add_test(tc, test_concurrency_options);
+  tcase_add_test(tc, test_io_threads_port_in_use_is_ebind);
+  tcase_add_test(tc, test_pool_queue_full_is_counted_drop);
+  tcase_add_test(tc, test_pool_drain_timeout_drops_queued_requests);
+  tcase_add_test(tc, test_large_replies);
   suite_add_tcase(s, tc);
   return s;
 }
