@@ -1,5 +1,12 @@
 /* sockkit.h -- the public interface of libsockkit: UDP and TCP request/response
  * services behind one callback. This header is the manual and the contract. */
+/**
+ * @file sockkit.h
+ * @brief The whole public interface of libsockkit.
+ *
+ * Include it as `#include <sockkit.h>` and link with `-lsockkit`
+ * (`pkg-config --cflags --libs sockkit`).
+ */
 #ifndef SOCKKIT_H
 #define SOCKKIT_H
 
