@@ -293,7 +293,9 @@ typedef enum sk_option {
   SK_OPT_WORKERS = 8,
   /** Event-loop threads, each with its own SO_REUSEPORT socket on the same
    *  port; default 1; 0 means the number of online CPUs; range 0..256.
-   *  ::SK_MODEL_PROCESS_PER_CONNECTION requires 1. */
+   *  ::SK_MODEL_PROCESS_PER_CONNECTION requires 1. A UNIX path cannot be
+   *  bound twice, so there the threads share one socket (UDP: datagrams of
+   *  one sender may then be served out of order). */
   SK_OPT_IO_THREADS = 9,
   /** TCP only: most connections open at once; one more is accepted and
    *  closed at once (::SK_STAT_CONNECTIONS_REJECTED); default 0, meaning
@@ -355,7 +357,8 @@ typedef enum sk_stat {
 /**
  * @defgroup models Concurrency models
  * Who runs the service, chosen with the ::SK_OPT_MODEL option. Whatever the
- * model, the replies of one connection leave in request order.
+ * model, the replies of one TCP connection leave in request order. UDP has
+ * no connection: with the pool, replies to one sender may be reordered.
  *
  * Reply buffers: a string literal or a pointer into the request is always
  * safe; sk_replyf() and other per-thread buffers are safe in every model
@@ -520,7 +523,10 @@ SK_API int sk_udp_server_address(const sk_udp_server *srv, char *buf, size_t siz
  *         server is running or has run (or was stopped) already; any error of
  *         sk_udp_server_listen(); ::SK_ESYS or ::SK_EREAD if waiting on the
  *         socket fails.
- * @note Blocks. The service runs on the calling thread.
+ * @note Blocks. The calling thread serves as the first I/O thread; with
+ *       ::SK_OPT_IO_THREADS above 1 or ::SK_MODEL_WORKER_POOL the service
+ *       also runs on library threads. After a stop, run returns once queued
+ *       requests are served or ::SK_OPT_DRAIN_TIMEOUT_MS has passed.
  */
 SK_API int sk_udp_server_run(sk_udp_server *srv);
 
@@ -570,14 +576,19 @@ SK_API int sk_udp_server_stop(sk_udp_server *srv);
  * @param srv  the server.
  * @param stat one of ::sk_stat.
  * @param out  receives the value.
- * @return ::SK_OK; ::SK_EINVAL for NULL arguments or an unknown counter.
+ * @return ::SK_OK; ::SK_EINVAL for NULL arguments, an unknown counter or a
+ *         TCP-only one (::SK_STAT_CONNECTIONS_ACCEPTED to
+ *         ::SK_STAT_BYTES_BUFFERED).
  * @note Thread-safe: callable from any thread while the server runs.
  */
 SK_API int sk_udp_server_stat(const sk_udp_server *srv, int stat, uint64_t *out);
 
 /**
  * Destroy a server: close its sockets, remove its UNIX socket file, free it.
- * The server must not be running (stop it and let run return first).
+ * A server started with sk_udp_server_start() is stopped and its threads
+ * are joined first (waiting up to ::SK_OPT_DRAIN_TIMEOUT_MS for queued
+ * requests). A server inside sk_udp_server_run() must be stopped and run
+ * must have returned.
  *
  * @param srv the server; NULL is a no-op.
  * @note Not thread-safe with other calls on the same server.
@@ -598,8 +609,9 @@ SK_API void sk_udp_server_destroy(sk_udp_server *srv);
  * shuts down its side, discards input until the client closes (or 2 s
  * pass), and closes. When a client half-closes after its requests, it still
  * gets every reply before the server closes. The server never raises
- * SIGPIPE. A connection whose unsent replies pass 1 MiB is not read until
- * they drain, so a client that never reads cannot make memory grow.
+ * SIGPIPE. A connection whose unsent replies pass ::SK_OPT_OUTPUT_HIGH_WATER
+ * is not read until they drain, so a client that never reads cannot make
+ * memory grow.
  *
  * Lifecycle: sk_tcp_server_create() -> options -> sk_tcp_server_listen()
  * (optional) -> sk_tcp_server_run() -> sk_tcp_server_stop() ->
@@ -692,16 +704,19 @@ SK_API int sk_tcp_server_address(const sk_tcp_server *srv, char *buf, size_t siz
 
 /**
  * Serve clients in the calling thread until sk_tcp_server_stop(). Listens
- * first if needed. On stop the listener is closed at once, connections with
- * replies still unsent get up to 1 s to take them, then every connection is
- * closed and run returns.
+ * first if needed. On stop the listeners close at once and no new request
+ * is read; running services finish and owed replies are sent for up to
+ * ::SK_OPT_DRAIN_TIMEOUT_MS; then every connection is closed (and, in the
+ * fork model, remaining children are killed and reaped) and run returns.
  *
  * @param srv the server.
  * @return ::SK_OK after a stop; ::SK_EINVAL for NULL; ::SK_ESTATE if the
  *         server is running or has run (or was stopped) already; any error of
  *         sk_tcp_server_listen(); ::SK_ENOMEM; ::SK_ESYS if the event loop
  *         fails.
- * @note Blocks. The service runs on the calling thread.
+ * @note Blocks. The calling thread serves as the first event loop; other
+ *       loops, the pool and connection threads are library threads with
+ *       every signal blocked.
  */
 SK_API int sk_tcp_server_run(sk_tcp_server *srv);
 
@@ -749,14 +764,20 @@ SK_API int sk_tcp_server_stop(sk_tcp_server *srv);
  * @param srv  the server.
  * @param stat one of ::sk_stat.
  * @param out  receives the value.
- * @return ::SK_OK; ::SK_EINVAL for NULL arguments or an unknown counter.
+ * @return ::SK_OK; ::SK_EINVAL for NULL arguments, an unknown counter or a
+ *         UDP-only one (::SK_STAT_DROPS_NO_ADDRESS,
+ *         ::SK_STAT_DROPS_WOULD_BLOCK, ::SK_STAT_DROPS_SEND_ERROR,
+ *         ::SK_STAT_DROPS_QUEUE_FULL).
  * @note Thread-safe: callable from any thread while the server runs.
  */
 SK_API int sk_tcp_server_stat(const sk_tcp_server *srv, int stat, uint64_t *out);
 
 /**
  * Destroy a server: close its sockets, remove its UNIX socket file, free it.
- * The server must not be running (stop it and let run return first).
+ * A server started with sk_tcp_server_start() is stopped and its threads
+ * are joined first (the stop drains as described for
+ * sk_tcp_server_run()). A server inside sk_tcp_server_run() must be
+ * stopped and run must have returned.
  *
  * @param srv the server; NULL is a no-op.
  * @note Not thread-safe with other calls on the same server.
