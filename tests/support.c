@@ -73,15 +73,33 @@ int sk_test_thread_count(void) {
   return count_entries("/proc/self/task");
 }
 
-static void *nothing(void *arg) {
-  return arg;
+static void *record_tid(void *arg) {
+  *(pid_t *)arg = gettid();
+  return NULL;
+}
+
+static bool task_gone(void *tid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%d", (int)*(pid_t *)tid);
+  return access(path, F_OK) != 0;
 }
 
 int sk_test_thread_baseline(void) {
   pthread_t t;
-  if (pthread_create(&t, NULL, nothing, NULL) == 0)
+  pid_t tid = 0;
+  if (pthread_create(&t, NULL, record_tid, &tid) == 0) {
     pthread_join(t, NULL);
+    sk_test_wait(task_gone, &tid, 5000);
+  }
   return sk_test_thread_count();
+}
+
+static bool threads_back_to(void *want) {
+  return sk_test_thread_count() == *(int *)want;
+}
+
+bool sk_test_wait_threads(int want, int timeout_ms) {
+  return sk_test_wait(threads_back_to, &want, timeout_ms);
 }
 
 char *sk_test_tmpdir(void) {

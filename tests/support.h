@@ -26,6 +26,9 @@ int sk_test_thread_count(void);
 /* The same, taken as a baseline: a thread is started and joined first, so
  * helper threads a sanitizer starts with the first thread already exist. */
 int sk_test_thread_baseline(void);
+/* Wait until the thread count is `want` again: a joined thread can linger
+ * in /proc for a moment after pthread_join returns. */
+bool sk_test_wait_threads(int want, int timeout_ms);
 
 /* A fresh private directory under $TMPDIR or /tmp; sk_test_rmdir removes it
  * and the plain files or sockets directly inside it. */

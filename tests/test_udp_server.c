@@ -565,51 +565,9 @@ START_TEST(test_pool_runs_blocking_services_in_parallel) {
 }
 END_TEST
 
-/* Threads of this process: entries of /proc/self/task. */
-static int thread_count(void) {
-  DIR *d = opendir("/proc/self/task");
-  if (!d)
-    return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (e->d_name[0] != '.')
-      n++;
-  closedir(d);
-  return n;
-}
-
-static void *record_tid(void *arg) {
-  *(pid_t *)arg = gettid();
-  return NULL;
-}
-
-static bool task_gone(void *tid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/self/task/%d", (int)*(pid_t *)tid);
-  return access(path, F_OK) != 0;
-}
-
-/* Threads of this process once sanitizer runtimes have started the helper
- * threads they start at the first pthread_create of a process. */
-static int thread_baseline(void) {
-  pthread_t t;
-  pid_t tid = 0;
-  if (pthread_create(&t, NULL, record_tid, &tid) == 0) {
-    pthread_join(t, NULL);
-    sk_test_wait(task_gone, &tid, WAIT_MS);
-  }
-  return thread_count();
-}
-
-/* A joined thread can linger in /proc for a moment after pthread_join. */
-static bool threads_back_to(void *want) {
-  return thread_count() == *(int *)want;
-}
-
 START_TEST(test_start_stop_destroy_leaks_nothing) {
   int fds_before = sk_test_fd_count();
-  int threads_before = thread_baseline();
+  int threads_before = sk_test_thread_baseline();
   ck_assert_int_eq(sk_udp_server_start(NULL), SK_EINVAL);
   for (int i = 0; i < NCONFIGS; i++) {
     const udp_config *c = &configs[i];
@@ -622,12 +580,12 @@ START_TEST(test_start_stop_destroy_leaks_nothing) {
     int fd = sk_test_udp_socket(address);
     ck_assert_int_eq(sk_test_udp_exchange(fd, "up?", 3, reply, sizeof reply, WAIT_MS), 3);
     close(fd);
-    ck_assert_int_gt(thread_count(), threads_before);
+    ck_assert_int_gt(sk_test_thread_count(), threads_before);
     if (i % 2 == 0) /* destroy also stops a server that still runs */
       ck_assert_int_eq(sk_udp_server_stop(srv), SK_OK);
     sk_udp_server_destroy(srv);
-    ck_assert_msg(sk_test_wait(threads_back_to, &threads_before, WAIT_MS), "%s: %d threads left",
-                  c->name, thread_count());
+    ck_assert_msg(sk_test_wait_threads(threads_before, WAIT_MS), "%s: %d threads left", c->name,
+                  sk_test_thread_count());
     ck_assert_msg(sk_test_fd_count() == fds_before, "%s: descriptors leaked", c->name);
   }
   /* Stopped before it started: start refuses and nothing is left. */
@@ -637,7 +595,7 @@ START_TEST(test_start_stop_destroy_leaks_nothing) {
   ck_assert_int_eq(sk_udp_server_start(srv), SK_ESTATE);
   sk_udp_server_destroy(srv);
   ck_assert_int_eq(sk_test_fd_count(), fds_before);
-  ck_assert_int_eq(thread_count(), threads_before);
+  ck_assert_int_eq(sk_test_thread_count(), threads_before);
 }
 END_TEST
 
