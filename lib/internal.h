@@ -38,6 +38,22 @@ void sk__close(int fd);
 int sk__wakefd_open(void);
 void sk__wake(int fd);
 
+/* One integer option of an object: the long long at `offset` in it, and
+ * the range it accepts. Objects keep a static table of these. */
+typedef struct sk_option_def {
+  int option;
+  size_t offset;
+  long long min, max;
+} sk_option_def;
+
+/* Set or read an option through a table. Unknown options and values out of
+ * range are SK_EINVAL; a valid set while !settable is SK_ESTATE. */
+int sk__option_set(void *obj, const sk_option_def *defs, size_t n, int option, long long value,
+                   bool settable);
+int sk__option_get(const void *obj, const sk_option_def *defs, size_t n, int option,
+                   long long *value);
+#define SK__COUNT(array) (sizeof(array) / sizeof((array)[0]))
+
 /* Socket settings applied before bind(). Zero values keep system defaults. */
 typedef struct sk_bind_options {
   bool reuseport;

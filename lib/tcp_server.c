@@ -56,16 +56,9 @@ int sk_tcp_server_create(sk_tcp_server **out, const char *address, sk_service se
   return SK_OK;
 }
 
-/* One row per option that applies to TCP: where it lives and its range. */
-typedef struct tcp_option {
-  int option;
-  size_t offset;
-  long long min, max;
-} tcp_option;
-
-#define OPT(name, field, lo, hi)                                                                   \
-  { name, offsetof(sk_tcp_server, field), lo, hi }
-static const tcp_option tcp_options[] = {
+/* The options that apply to TCP. */
+#define OPT(name, field, lo, hi) {name, offsetof(sk_tcp_server, field), lo, hi}
+static const sk_option_def tcp_options[] = {
     OPT(SK_OPT_MAX_MESSAGE, max_message, 1, 64LL << 20),
     OPT(SK_OPT_REUSEPORT, reuseport, 0, 1),
     OPT(SK_OPT_RCVBUF, rcvbuf, 0, INT_MAX),
@@ -85,33 +78,17 @@ static const tcp_option tcp_options[] = {
 };
 #undef OPT
 
-static const tcp_option *find_option(int option) {
-  for (size_t i = 0; i < sizeof tcp_options / sizeof tcp_options[0]; i++)
-    if (tcp_options[i].option == option)
-      return &tcp_options[i];
-  return NULL;
-}
-
 int sk_tcp_server_set(sk_tcp_server *srv, int option, long long value) {
   if (!srv)
     return SK_EINVAL;
-  const tcp_option *o = find_option(option);
-  if (!o || value < o->min || value > o->max)
-    return sk__fail(SK_EINVAL, 0);
-  if (srv->state != SK_TCP_CREATED)
-    return sk__fail(SK_ESTATE, 0);
-  *(long long *)((char *)srv + o->offset) = value;
-  return SK_OK;
+  return sk__option_set(srv, tcp_options, SK__COUNT(tcp_options), option, value,
+                        srv->state == SK_TCP_CREATED);
 }
 
 int sk_tcp_server_get(const sk_tcp_server *srv, int option, long long *value) {
   if (!srv || !value)
     return SK_EINVAL;
-  const tcp_option *o = find_option(option);
-  if (!o)
-    return sk__fail(SK_EINVAL, 0);
-  *value = *(const long long *)((const char *)srv + o->offset);
-  return SK_OK;
+  return sk__option_get(srv, tcp_options, SK__COUNT(tcp_options), option, value);
 }
 
 int sk_tcp_server_set_reply_free(sk_tcp_server *srv, sk_reply_free fn) {

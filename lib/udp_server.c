@@ -178,52 +178,32 @@ int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service se
   return SK_OK;
 }
 
-/* One row per option that applies to UDP: where it lives and its range. */
-typedef struct udp_option {
-  int option;
-  size_t offset;
-  long long min, max;
-} udp_option;
-
-static const udp_option udp_options[] = {
-    {SK_OPT_MAX_MESSAGE, offsetof(sk_udp_server, max_message), 1, UDP_MAX_PAYLOAD},
-    {SK_OPT_REUSEPORT, offsetof(sk_udp_server, reuseport), 0, 1},
-    {SK_OPT_RCVBUF, offsetof(sk_udp_server, rcvbuf), 0, INT_MAX},
-    {SK_OPT_SNDBUF, offsetof(sk_udp_server, sndbuf), 0, INT_MAX},
+/* The options that apply to UDP. */
+#define OPT(name, field, lo, hi) {name, offsetof(sk_udp_server, field), lo, hi}
+static const sk_option_def udp_options[] = {
+    OPT(SK_OPT_MAX_MESSAGE, max_message, 1, UDP_MAX_PAYLOAD),
+    OPT(SK_OPT_REUSEPORT, reuseport, 0, 1),
+    OPT(SK_OPT_RCVBUF, rcvbuf, 0, INT_MAX),
+    OPT(SK_OPT_SNDBUF, sndbuf, 0, INT_MAX),
     /* The per-connection models make no sense without connections. */
-    {SK_OPT_MODEL, offsetof(sk_udp_server, model), SK_MODEL_EVENT_LOOP, SK_MODEL_WORKER_POOL},
-    {SK_OPT_WORKERS, offsetof(sk_udp_server, workers), 0, 1024},
-    {SK_OPT_IO_THREADS, offsetof(sk_udp_server, io_threads), 0, 256},
-    {SK_OPT_DRAIN_TIMEOUT_MS, offsetof(sk_udp_server, drain_timeout_ms), 0, INT_MAX},
+    OPT(SK_OPT_MODEL, model, SK_MODEL_EVENT_LOOP, SK_MODEL_WORKER_POOL),
+    OPT(SK_OPT_WORKERS, workers, 0, 1024),
+    OPT(SK_OPT_IO_THREADS, io_threads, 0, 256),
+    OPT(SK_OPT_DRAIN_TIMEOUT_MS, drain_timeout_ms, 0, INT_MAX),
 };
-
-static const udp_option *find_option(int option) {
-  for (size_t i = 0; i < sizeof udp_options / sizeof udp_options[0]; i++)
-    if (udp_options[i].option == option)
-      return &udp_options[i];
-  return NULL;
-}
+#undef OPT
 
 int sk_udp_server_set(sk_udp_server *srv, int option, long long value) {
   if (!srv)
     return SK_EINVAL;
-  const udp_option *o = find_option(option);
-  if (!o || value < o->min || value > o->max)
-    return sk__fail(SK_EINVAL, 0);
-  if (srv->state != UDP_CREATED)
-    return sk__fail(SK_ESTATE, 0);
-  *(long long *)((char *)srv + o->offset) = value;
-  return SK_OK;
+  return sk__option_set(srv, udp_options, SK__COUNT(udp_options), option, value,
+                        srv->state == UDP_CREATED);
 }
 
 int sk_udp_server_get(const sk_udp_server *srv, int option, long long *value) {
   if (!srv || !value)
     return SK_EINVAL;
-  const udp_option *o = find_option(option);
-  if (!o)
-    return sk__fail(SK_EINVAL, 0);
-  *value = *(const long long *)((const char *)srv + o->offset);
-  return SK_OK;
+  return sk__option_get(srv, udp_options, SK__COUNT(udp_options), option, value);
 }
 
 int sk_udp_server_set_reply_free(sk_udp_server *srv, sk_reply_free fn) {

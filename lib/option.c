@@ -1,0 +1,32 @@
+/* option.c -- the integer-option tables every object uses: one row per
+ * option saying where its value lives and which range it accepts. */
+#include <stddef.h>
+
+#include "internal.h"
+
+static const sk_option_def *find(const sk_option_def *defs, size_t n, int option) {
+  for (size_t i = 0; i < n; i++)
+    if (defs[i].option == option)
+      return &defs[i];
+  return NULL;
+}
+
+int sk__option_set(void *obj, const sk_option_def *defs, size_t n, int option, long long value,
+                   bool settable) {
+  const sk_option_def *d = find(defs, n, option);
+  if (!d || value < d->min || value > d->max)
+    return sk__fail(SK_EINVAL, 0);
+  if (!settable)
+    return sk__fail(SK_ESTATE, 0);
+  *(long long *)((char *)obj + d->offset) = value;
+  return SK_OK;
+}
+
+int sk__option_get(const void *obj, const sk_option_def *defs, size_t n, int option,
+                   long long *value) {
+  const sk_option_def *d = find(defs, n, option);
+  if (!d)
+    return sk__fail(SK_EINVAL, 0);
+  *value = *(const long long *)((const char *)obj + d->offset);
+  return SK_OK;
+}
