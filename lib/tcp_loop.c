@@ -718,7 +718,15 @@ static void dispatch(sk_tcp_io *io, struct epoll_event *events, int n, bool drai
       if (!flush_conn(io, fd, c))
         continue;
     }
-    /* Errors and hang-ups surface as the result of the read. */
+    /* epoll reports errors and hang-ups even for a connection that asks
+     * for no events; one that is not reading must end here, or the loop
+     * would be woken for it again and again. */
+    if ((ev & (EPOLLERR | EPOLLHUP)) && (c->flags & (SK_CONN_PEER_EOF | SK_CONN_STOPPING |
+                                                     SK_CONN_JOB_PAUSED | SK_CONN_READ_PAUSED))) {
+      reset_conn(io, fd, ECONNRESET);
+      continue;
+    }
+    /* Otherwise errors and hang-ups surface as the result of the read. */
     if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
       on_readable(io, fd, c);
   }

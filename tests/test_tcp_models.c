@@ -569,6 +569,41 @@ START_TEST(test_model_option_rules) {
 }
 END_TEST
 
+/* A client that half-closes and then resets while the pool still works on
+ * its request is released at once, not when the request finishes (and the
+ * loop does not spin on its error meanwhile). */
+static const char *very_slow(const char *request, void *user) {
+  (void)user;
+  struct timespec d = {2, 0};
+  nanosleep(&d, NULL);
+  return request;
+}
+
+START_TEST(test_pool_client_vanishing_mid_request_is_released) {
+  sk_tcp_server *srv;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", very_slow, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, SK_MODEL_WORKER_POOL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WORKERS, 1), SK_OK);
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
+  int fd = sk_test_tcp_connect(t.address);
+  ck_assert_int_eq(sk_test_send_all(fd, "wait\n", 5), 0);
+  ck_assert(sk_test_wait_tcp_stat(srv, SK_STAT_MESSAGES_IN, 1, WAIT_MS));
+  shutdown(fd, SHUT_WR);
+  struct linger l = {.l_onoff = 1, .l_linger = 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  close(fd); /* RST */
+  /* Well inside the two seconds the service still sleeps. */
+  ck_assert(sk_test_wait_tcp_stat_eq(srv, SK_STAT_CONNECTIONS_ACTIVE, 0, 1000));
+  uint64_t resets = 0, out = 0;
+  sk_tcp_server_stat(srv, SK_STAT_CONNECTIONS_RESET, &resets);
+  sk_tcp_server_stat(srv, SK_STAT_MESSAGES_OUT, &out);
+  ck_assert_uint_eq(resets, 1);
+  ck_assert_uint_eq(out, 0);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
 static Suite *models_suite(void) {
   Suite *s = suite_create("tcp_models");
   TCase *tc = tcase_create("models");
@@ -580,6 +615,7 @@ static Suite *models_suite(void) {
   /* Only the pool can be stopped between the requests of one read. */
   tcase_add_loop_test(tc, test_stop_under_load_loses_no_owed_reply, 2, 4);
   tcase_add_test(tc, test_pool_serves_blocking_service_concurrently_in_order);
+  tcase_add_test(tc, test_pool_client_vanishing_mid_request_is_released);
   suite_add_tcase(s, tc);
   TCase *limits = tcase_create("limits");
   tcase_set_timeout(limits, 60);
