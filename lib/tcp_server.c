@@ -257,7 +257,9 @@ static int finish(sk_tcp_server *srv, int rc) {
       rc = srv->io[i].rc;
   }
   sk__tcp_join_threads(srv, true);
-  /* Jobs still queued were cancelled by the loops' drain deadline. */
+  /* Every loop has closed its connections: jobs still queued have nobody
+   * to answer, so they skip the service and the pool ends quickly. */
+  atomic_store(&srv->cancel_jobs, true);
   sk__pool_destroy(srv->pool);
   srv->pool = NULL;
   for (int i = 0; i < srv->nio; i++)
