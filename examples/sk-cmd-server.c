@@ -182,6 +182,7 @@ static const struct command *find_command(const char *name) {
 
 /* ---- parsing a request ------------------------------------------------- */
 
+/* [split] */
 /* Characters an argument may contain. No quoting, no globbing, no
  * variables, no redirection: every character a shell would treat
  * specially is simply not accepted, and bytes outside ASCII (look-alike
@@ -235,6 +236,7 @@ static int split(const char *request, char *buf, char **words, const char **why)
   }
   return n;
 }
+/* [split] */
 
 /* ---- running a command ------------------------------------------------- */
 

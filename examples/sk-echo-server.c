@@ -28,12 +28,14 @@ static sk_udp_server *udp_server;
 static sk_tcp_server *tcp_server;
 static volatile sig_atomic_t stop_signal;
 
+/* [service] */
 /* The service: the request is the reply. Returning the request is correct
  * because the library copies a reply before the request buffer is reused. */
 static const char *echo(const char *request, void *user) {
   (void)user;
   return request;
 }
+/* [service] */
 
 static void usage(FILE *out) {
   fputs("Usage: sk-echo-server [--udp | --tcp] [--framing F] [--model M] [ADDRESS]\n"
@@ -182,6 +184,7 @@ static int finished(const char *address, int status) {
   return status;
 }
 
+/* [udp] */
 static int serve_udp(const struct options *opts) {
   const char *address = opts->address;
   char bound[SK_ADDRSTRLEN];
@@ -218,7 +221,9 @@ done:
   sk_udp_server_destroy(udp_server);
   return status == SK_OK ? EXIT_OK : EXIT_SERVER_ERROR;
 }
+/* [udp] */
 
+/* [tcp] */
 static int serve_tcp(const struct options *opts) {
   const char *address = opts->address;
   char bound[SK_ADDRSTRLEN];
@@ -254,6 +259,7 @@ done:
   sk_tcp_server_destroy(tcp_server);
   return status == SK_OK ? EXIT_OK : EXIT_SERVER_ERROR;
 }
+/* [tcp] */
 
 int main(int argc, char **argv) {
   struct options opts;
