@@ -323,7 +323,31 @@ typedef enum sk_option {
   /** TCP with ::SK_MODEL_WORKER_POOL: requests of one connection handed to
    *  the pool and not yet answered; at the limit the connection is not
    *  read until replies come back; default 16; range 1..65536. */
-  SK_OPT_MAX_INFLIGHT = 16
+  SK_OPT_MAX_INFLIGHT = 16,
+  /** Clients: how many times to try. TCP client: connection attempts, each
+   *  trying every address the name has in turn. UDP client: transmissions
+   *  of one request, the first included. Default 5; range 1..1000. */
+  SK_OPT_ATTEMPTS = 17,
+  /** Clients: milliseconds between attempts, and the base of exponential
+   *  back-off. TCP client: the pause after a failed connection attempt. UDP
+   *  client: how long a transmission waits for its reply before the request
+   *  is sent again. Default 1000; range 0..INT_MAX. */
+  SK_OPT_RETRY_DELAY_MS = 18,
+  /** Clients: how the pauses between attempts grow, one of ::sk_backoff;
+   *  default ::SK_BACKOFF_FIXED. */
+  SK_OPT_BACKOFF = 19,
+  /** Clients: the longest pause of ::SK_BACKOFF_EXPONENTIAL, in
+   *  milliseconds; default 30000; range 0..INT_MAX. */
+  SK_OPT_RETRY_MAX_MS = 20,
+  /** TCP client: how long one connection attempt may take for each address,
+   *  in milliseconds; default 5000; range 1..INT_MAX. */
+  SK_OPT_CONNECT_TIMEOUT_MS = 21,
+  /** Clients: how long a request may take, in milliseconds, from the start
+   *  of sending it to the end of its reply (connecting is not included). TCP
+   *  client: also bounds sk_tcp_client_send(). UDP client: counted from the
+   *  first transmission, so it bounds the retransmissions too. Default 5000;
+   *  range 1..INT_MAX. */
+  SK_OPT_REQUEST_TIMEOUT_MS = 22
 } sk_option;
 
 /** Counters, readable from any thread while the server runs. */
@@ -783,6 +807,347 @@ SK_API int sk_tcp_server_stat(const sk_tcp_server *srv, int stat, uint64_t *out)
  * @note Not thread-safe with other calls on the same server.
  */
 SK_API void sk_tcp_server_destroy(sk_tcp_server *srv);
+
+/** @} */
+
+/**
+ * @defgroup clients Clients
+ * Blocking clients for the library's servers, or for any server that speaks
+ * the same framing: connect with retries, send one request, wait for its
+ * reply. Users no longer write the reconnect loop themselves.
+ *
+ * Addresses: the forms of sk_udp_server_create(), where "8848" or ":8848"
+ * means this machine, and host names as well ("localhost:8848",
+ * "example.org:8848"). Names are looked up with getaddrinfo() and every
+ * address they have is tried in turn. A lookup is not bounded by the
+ * client's timeouts: it takes as long as the system resolver takes.
+ *
+ * Options: ::SK_OPT_ATTEMPTS (default 5), ::SK_OPT_RETRY_DELAY_MS (default
+ * 1000: five tries one second apart, like the classic tutorial's client),
+ * ::SK_OPT_BACKOFF, ::SK_OPT_RETRY_MAX_MS, ::SK_OPT_REQUEST_TIMEOUT_MS
+ * (default 5000) and ::SK_OPT_MAX_MESSAGE, the largest request sent and
+ * reply accepted (TCP: default 65536, range 1..67108864; UDP: default and
+ * maximum 65507). TCP only: ::SK_OPT_CONNECT_TIMEOUT_MS (default 5000) and
+ * ::SK_OPT_FRAMING (default ::SK_FRAME_LINE), which must match the server's.
+ *
+ * Replies: a reply is a NUL-terminated string owned by the client, valid
+ * until the next call on that client; copy it (strdup()) to keep it longer.
+ *
+ * A reply is never paired with the wrong request. A TCP client that gives up
+ * on a reply closes its connection, so a late reply cannot be read as the
+ * next request's; the next call connects again. A UDP client throws away the
+ * datagrams already queued before it sends a request. UDP retransmission
+ * sends the same request again, so a service may see it more than once and
+ * must tolerate that. Plain UDP has no request ids: a reply delayed in the
+ * network past its request's timeout and past the start of the next request
+ * would be taken for the next reply; protocols that must rule that out carry
+ * an id in their messages.
+ *
+ * Threads: a client must be used by one thread at a time; different clients
+ * may be used by different threads at once. Calls block the calling thread;
+ * signals do not cut them short. The clients never raise SIGPIPE.
+ * @{
+ */
+
+/** How the pauses between a client's attempts grow. Values are part of the
+ *  ABI. */
+typedef enum sk_backoff {
+  /** Every pause is ::SK_OPT_RETRY_DELAY_MS. The default. */
+  SK_BACKOFF_FIXED = 0,
+  /** Pause n (counting from 1) is a random time between 0 and
+   *  min(::SK_OPT_RETRY_MAX_MS, ::SK_OPT_RETRY_DELAY_MS * 2^(n-1)): "full
+   *  jitter", so that many clients that failed together do not retry in
+   *  step. */
+  SK_BACKOFF_EXPONENTIAL = 1
+} sk_backoff;
+
+/** An opaque TCP client: one connection, made and remade as needed. */
+typedef struct sk_tcp_client sk_tcp_client;
+
+/**
+ * Create a TCP client. Nothing is looked up or connected yet.
+ *
+ * @param out     receives the client; set to NULL on failure.
+ * @param address the server: "127.0.0.1:8848", "localhost:8848",
+ *                "[::1]:8848", "8848" (this machine) or "unix:/path/to.sock"
+ *                (a UNIX stream socket).
+ * @return ::SK_OK; ::SK_EINVAL if @p out or @p address is NULL; ::SK_EADDR
+ *         for a malformed address or port 0 (a name that does not exist is
+ *         found out when connecting); ::SK_ENOMEM.
+ * @note Thread-safe (touches no shared state).
+ */
+SK_API int sk_tcp_client_create(sk_tcp_client **out, const char *address);
+
+/**
+ * Set an integer option. It applies from the next call on the client.
+ *
+ * @param c      the client.
+ * @param option ::SK_OPT_ATTEMPTS, ::SK_OPT_RETRY_DELAY_MS, ::SK_OPT_BACKOFF,
+ *               ::SK_OPT_RETRY_MAX_MS, ::SK_OPT_CONNECT_TIMEOUT_MS,
+ *               ::SK_OPT_REQUEST_TIMEOUT_MS, ::SK_OPT_MAX_MESSAGE or
+ *               ::SK_OPT_FRAMING.
+ * @param value  the new value; see the option for its range.
+ * @return ::SK_OK; ::SK_EINVAL for a NULL client, another option or a value
+ *         out of range; ::SK_ESTATE to change ::SK_OPT_FRAMING while
+ *         connected.
+ * @note Not thread-safe with other calls on the same client.
+ */
+SK_API int sk_tcp_client_set(sk_tcp_client *c, int option, long long value);
+
+/**
+ * Read an integer option.
+ *
+ * @param c      the client.
+ * @param option one of the options of sk_tcp_client_set().
+ * @param value  receives the value.
+ * @return ::SK_OK; ::SK_EINVAL for a NULL argument or another option.
+ * @note Not thread-safe with other calls on the same client.
+ */
+SK_API int sk_tcp_client_get(const sk_tcp_client *c, int option, long long *value);
+
+/**
+ * Connect, retrying as the options say: up to ::SK_OPT_ATTEMPTS attempts,
+ * ::SK_OPT_RETRY_DELAY_MS apart (or as ::SK_OPT_BACKOFF says). Each attempt
+ * looks the name up again and tries each of its addresses in turn, each for
+ * up to ::SK_OPT_CONNECT_TIMEOUT_MS. Each failed attempt is logged at
+ * ::SK_LOG_INFO. Calling it is optional: sk_tcp_client_request() and
+ * sk_tcp_client_send() connect when needed. sk_tcp_client_attempts() tells
+ * how many attempts it took.
+ *
+ * @param c          the client.
+ * @param timeout_ms a bound on the whole call, pauses included, in
+ *                   milliseconds; negative for none (the options alone
+ *                   decide, as when a request connects).
+ * @return ::SK_OK, also at once when already connected; ::SK_EINVAL for NULL;
+ *         ::SK_ECONNECT when the last attempt was refused or could not
+ *         reach the server, or the name server did not answer
+ *         (sk_last_os_error() tells which, e.g. `ECONNREFUSED`);
+ *         ::SK_ETIMEDOUT when the last attempt timed out, or @p timeout_ms
+ *         ran out (sk_last_os_error() then tells how the last attempt
+ *         failed; 0 if it timed out); ::SK_EADDR if the name does not exist; ::SK_ESOCKET if no
+ *         socket can be created; ::SK_ENOMEM.
+ * @note Not thread-safe with other calls on the same client. Blocks.
+ */
+SK_API int sk_tcp_client_connect(sk_tcp_client *c, int timeout_ms);
+
+/**
+ * Send one request and wait for its reply.
+ *
+ * The request is framed as ::SK_OPT_FRAMING says; the reply is the next
+ * message from the server, and the whole exchange must end within
+ * ::SK_OPT_REQUEST_TIMEOUT_MS. When not connected, the client connects first
+ * as sk_tcp_client_connect() does with no bound. A connection that holds
+ * data nobody asked for (an extra reply, or the end of a connection the
+ * server closed while it was idle) is closed and a new one made first, so
+ * the reply read is always this request's. Any failure once sending has
+ * begun closes the connection. A request that failed may still have reached
+ * the service: the client never sends it again by itself.
+ *
+ * With ::SK_FRAME_RAW a reply is whatever one read returns, so a reply the
+ * network splits in two arrives cut short; prefer the other framings.
+ *
+ * @param c       the client.
+ * @param request the message, a C string (it cannot contain NUL bytes). In
+ *                ::SK_FRAME_LINE it must not contain "\n" (that would be two
+ *                messages); in ::SK_FRAME_RAW it must not be empty.
+ * @param reply   receives the reply, framing removed and NUL-terminated,
+ *                owned by the client and valid until the next call on it;
+ *                NULL on failure.
+ * @return ::SK_OK; ::SK_EINVAL for NULL arguments or a request the framing
+ *         cannot carry; ::SK_EMSGSIZE for a request or a reply longer than
+ *         ::SK_OPT_MAX_MESSAGE; ::SK_ETIMEDOUT if the reply did not come in
+ *         time; ::SK_ECLOSED if the server closed or reset the connection
+ *         before the whole reply came; ::SK_EPROTO for a reply with a NUL
+ *         byte; ::SK_EREAD or ::SK_EWRITE for other socket errors; any error
+ *         of sk_tcp_client_connect().
+ * @note Not thread-safe with other calls on the same client.
+ */
+SK_API int sk_tcp_client_request(sk_tcp_client *c, const char *request, const char **reply);
+
+/**
+ * Send one message and do not wait for a reply, for one-way use. Connects
+ * first when not connected, as sk_tcp_client_request() does. Waits up to
+ * ::SK_OPT_REQUEST_TIMEOUT_MS for the kernel to take the message when the
+ * server does not read.
+ *
+ * @param c       the client.
+ * @param message the message, as the request of sk_tcp_client_request().
+ * @return ::SK_OK once the whole message is handed to the kernel; ::SK_EINVAL
+ *         and ::SK_EMSGSIZE as for sk_tcp_client_request(); ::SK_ETIMEDOUT if
+ *         the server took too long to take it; ::SK_ECLOSED if the server
+ *         closed or reset the connection; ::SK_EWRITE for other socket
+ *         errors; any error of sk_tcp_client_connect(). Failures after
+ *         sending has begun close the connection.
+ * @note Not thread-safe with other calls on the same client.
+ */
+SK_API int sk_tcp_client_send(sk_tcp_client *c, const char *message);
+
+/**
+ * Wait for one message from the server, for one-way use and for the replies
+ * to sk_tcp_client_send(). Messages come in the order the server sent them;
+ * the client does not know which request a message answers. Do not leave
+ * replies unread before sk_tcp_client_request(): it closes a connection that
+ * holds unread data.
+ *
+ * @param c          the client.
+ * @param message    receives the message, framing removed and
+ *                   NUL-terminated, owned by the client and valid until the
+ *                   next call on it; NULL on failure.
+ * @param timeout_ms how long to wait, in milliseconds; 0 takes only a
+ *                   message already received; negative waits without limit.
+ * @return ::SK_OK; ::SK_EINVAL for NULL arguments; ::SK_ESTATE when not
+ *         connected; ::SK_ETIMEDOUT if no whole message came in time (the
+ *         connection stays open); ::SK_ECLOSED, ::SK_EMSGSIZE, ::SK_EPROTO or
+ *         ::SK_EREAD as for sk_tcp_client_request(), after which the
+ *         connection is closed.
+ * @note Not thread-safe with other calls on the same client.
+ */
+SK_API int sk_tcp_client_recv(sk_tcp_client *c, const char **message, int timeout_ms);
+
+/**
+ * How many connection attempts the last connect took: 1 when the first
+ * succeeded; after a connect that failed, the attempts it made.
+ *
+ * @param c        the client.
+ * @param attempts receives the count; 0 before the first connect.
+ * @return ::SK_OK; ::SK_EINVAL for NULL arguments.
+ * @note Not thread-safe with other calls on the same client.
+ */
+SK_API int sk_tcp_client_attempts(const sk_tcp_client *c, int *attempts);
+
+/**
+ * Destroy a client: close its connection and free it, with the last reply.
+ *
+ * @param c the client; NULL is a no-op.
+ * @note Not thread-safe with other calls on the same client.
+ */
+SK_API void sk_tcp_client_destroy(sk_tcp_client *c);
+
+/** An opaque UDP client: one socket, connected to the server. */
+typedef struct sk_udp_client sk_udp_client;
+
+/**
+ * Create a UDP client. Nothing is looked up and no socket is made until the
+ * first request or send.
+ *
+ * @param out     receives the client; set to NULL on failure.
+ * @param address the server, in the forms of sk_tcp_client_create();
+ *                "unix:/path" is a UNIX datagram socket, and the client binds
+ *                an abstract address of its own so the server can reply.
+ * @return ::SK_OK; ::SK_EINVAL if @p out or @p address is NULL; ::SK_EADDR
+ *         for a malformed address or port 0; ::SK_ENOMEM.
+ * @note Thread-safe (touches no shared state).
+ */
+SK_API int sk_udp_client_create(sk_udp_client **out, const char *address);
+
+/**
+ * Set an integer option. It applies from the next call on the client.
+ *
+ * @param c      the client.
+ * @param option ::SK_OPT_ATTEMPTS, ::SK_OPT_RETRY_DELAY_MS, ::SK_OPT_BACKOFF,
+ *               ::SK_OPT_RETRY_MAX_MS, ::SK_OPT_REQUEST_TIMEOUT_MS or
+ *               ::SK_OPT_MAX_MESSAGE.
+ * @param value  the new value; see the option for its range.
+ * @return ::SK_OK; ::SK_EINVAL for a NULL client, another option or a value
+ *         out of range.
+ * @note Not thread-safe with other calls on the same client.
+ */
+SK_API int sk_udp_client_set(sk_udp_client *c, int option, long long value);
+
+/**
+ * Read an integer option.
+ *
+ * @param c      the client.
+ * @param option one of the options of sk_udp_client_set().
+ * @param value  receives the value.
+ * @return ::SK_OK; ::SK_EINVAL for a NULL argument or another option.
+ * @note Not thread-safe with other calls on the same client.
+ */
+SK_API int sk_udp_client_get(const sk_udp_client *c, int option, long long *value);
+
+/**
+ * Send one request and wait for its reply, sending it again while none
+ * comes.
+ *
+ * Datagrams already queued, such as late replies to earlier requests, are
+ * thrown away first. The request goes out as one datagram. When no reply
+ * comes within ::SK_OPT_RETRY_DELAY_MS (growing as ::SK_OPT_BACKOFF says),
+ * it is sent again, up to ::SK_OPT_ATTEMPTS transmissions, until
+ * ::SK_OPT_REQUEST_TIMEOUT_MS have passed since the first. The socket is
+ * connected to the server, so datagrams from any other sender are never
+ * taken for the reply. When the server refuses (ICMP port unreachable, or
+ * no socket at a UNIX path), the next address of the name is tried at once;
+ * once every address has refused, the next transmission waits its turn.
+ *
+ * @param c       the client.
+ * @param request the message, a C string; it is sent without its NUL.
+ * @param reply   receives the reply, NUL-terminated, owned by the client and
+ *                valid until the next call on it; NULL on failure.
+ * @return ::SK_OK; ::SK_EINVAL for NULL arguments; ::SK_EMSGSIZE for a
+ *         request longer than ::SK_OPT_MAX_MESSAGE, or a reply longer than it
+ *         (the reply was truncated and is dropped); ::SK_ETIMEDOUT if no
+ *         reply came in time; ::SK_ECONNECT if the last transmission was
+ *         refused or could not reach the server (sk_last_os_error(), e.g.
+ *         `ECONNREFUSED`); ::SK_EADDR if the name does not exist;
+ *         ::SK_EPROTO for a reply with a NUL byte; ::SK_ESOCKET or ::SK_EBIND
+ *         if the socket cannot be made; ::SK_EREAD or ::SK_EWRITE for other
+ *         socket errors; ::SK_ENOMEM.
+ * @note Not thread-safe with other calls on the same client.
+ */
+SK_API int sk_udp_client_request(sk_udp_client *c, const char *request, const char **reply);
+
+/**
+ * Send one datagram and do not wait for a reply, for one-way use: no
+ * retransmission, and queued datagrams are kept for sk_udp_client_recv().
+ *
+ * @param c       the client.
+ * @param message the message, a C string; it is sent without its NUL.
+ * @return ::SK_OK once the kernel took the datagram (it may still be lost);
+ *         ::SK_EINVAL for NULL arguments; ::SK_EMSGSIZE for a message longer
+ *         than ::SK_OPT_MAX_MESSAGE; ::SK_ECONNECT if the server refused
+ *         this or an earlier datagram; ::SK_EADDR, ::SK_ESOCKET, ::SK_EBIND
+ *         or ::SK_EWRITE as for sk_udp_client_request().
+ * @note Not thread-safe with other calls on the same client.
+ */
+SK_API int sk_udp_client_send(sk_udp_client *c, const char *message);
+
+/**
+ * Wait for one datagram from the server, for one-way use and for the
+ * replies to sk_udp_client_send().
+ *
+ * @param c          the client.
+ * @param message    receives the datagram, NUL-terminated, owned by the
+ *                   client and valid until the next call on it; NULL on
+ *                   failure.
+ * @param timeout_ms how long to wait, in milliseconds; 0 takes only a
+ *                   datagram already received; negative waits without limit.
+ * @return ::SK_OK; ::SK_EINVAL for NULL arguments; ::SK_ESTATE before the
+ *         first request or send; ::SK_ETIMEDOUT if nothing came in time;
+ *         ::SK_ECONNECT if the server refused an earlier datagram;
+ *         ::SK_EMSGSIZE for a datagram longer than ::SK_OPT_MAX_MESSAGE
+ *         (dropped); ::SK_EPROTO for one with a NUL byte; ::SK_EREAD.
+ * @note Not thread-safe with other calls on the same client.
+ */
+SK_API int sk_udp_client_recv(sk_udp_client *c, const char **message, int timeout_ms);
+
+/**
+ * How many transmissions the last request took: 1 when the first one was
+ * answered; after a request that failed, the transmissions it made.
+ *
+ * @param c        the client.
+ * @param attempts receives the count; 0 before the first request.
+ * @return ::SK_OK; ::SK_EINVAL for NULL arguments.
+ * @note Not thread-safe with other calls on the same client.
+ */
+SK_API int sk_udp_client_attempts(const sk_udp_client *c, int *attempts);
+
+/**
+ * Destroy a client: close its socket and free it, with the last reply.
+ *
+ * @param c the client; NULL is a no-op.
+ * @note Not thread-safe with other calls on the same client.
+ */
+SK_API void sk_udp_client_destroy(sk_udp_client *c);
 
 /** @} */
 

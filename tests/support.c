@@ -140,9 +140,13 @@ bool sk_test_have_ipv6(void) {
   return ok;
 }
 
+/* A stop that lands before the thread enters run makes run return
+ * SK_ESTATE (a server runs once); for these helpers that is still the
+ * clean stop the test asked for. */
 static void *udp_run(void *arg) {
   sk_test_udp *t = arg;
-  atomic_store(&t->rc, sk_udp_server_run(t->srv));
+  int rc = sk_udp_server_run(t->srv);
+  atomic_store(&t->rc, rc == SK_ESTATE && atomic_load(&t->stopping) ? SK_OK : rc);
   atomic_store(&t->done, true);
   return NULL;
 }
@@ -177,6 +181,7 @@ fail:
 static int timed_join(pthread_t thread, int timeout_ms);
 
 int sk_test_udp_stop(sk_test_udp *t, int timeout_ms) {
+  atomic_store(&t->stopping, true);
   sk_udp_server_stop(t->srv);
   if (timed_join(t->thread, timeout_ms) != 0)
     return -1000;
@@ -235,7 +240,8 @@ const char *sk_test_echo(const char *request, void *user) {
 
 static void *tcp_run(void *arg) {
   sk_test_tcp *t = arg;
-  atomic_store(&t->rc, sk_tcp_server_run(t->srv));
+  int rc = sk_tcp_server_run(t->srv);
+  atomic_store(&t->rc, rc == SK_ESTATE && atomic_load(&t->stopping) ? SK_OK : rc);
   return NULL;
 }
 
@@ -280,6 +286,7 @@ static int timed_join(pthread_t thread, int timeout_ms) {
 }
 
 int sk_test_tcp_stop(sk_test_tcp *t, int timeout_ms) {
+  atomic_store(&t->stopping, true);
   sk_tcp_server_stop(t->srv);
   if (timed_join(t->thread, timeout_ms) != 0)
     return -1000;
@@ -448,4 +455,90 @@ int sk_test_proc_stop(sk_test_proc *p, int timeout_ms) {
     struct timespec pause = {0, 2 * 1000 * 1000};
     nanosleep(&pause, NULL);
   }
+}
+
+long long sk_test_now_ms(void) {
+  return now_ms();
+}
+
+int sk_test_free_port(int type) {
+  int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  int port = -1;
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+int sk_test_join(pthread_t thread, int timeout_ms) {
+  return timed_join(thread, timeout_ms);
+}
+
+/* ---- helpers of the reliability tests --------------------------------- */
+/* Their headers are included here, with them, so that the file above stays
+ * as it was (support.c is appended to by several changes at once). */
+#include <limits.h>
+#include <malloc.h>
+#include <sys/resource.h>
+
+int sk_test_scaled(int n, int min) {
+  const char *env = getenv("SK_TEST_SCALE");
+  int scale = env ? atoi(env) : 1;
+  int v = scale > 1 ? n / scale : n;
+  return v < min ? min : v;
+}
+
+bool sk_test_sanitized(void) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+  return true;
+#else
+  return false;
+#endif
+#else
+  return false;
+#endif
+}
+
+long sk_test_raise_nofile(long want) {
+  struct rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0)
+    return -1;
+  if (r.rlim_cur != RLIM_INFINITY && (long)r.rlim_cur < want) {
+    struct rlimit up = r;
+    up.rlim_cur = (rlim_t)want;
+    if (up.rlim_max != RLIM_INFINITY && up.rlim_max < up.rlim_cur)
+      up.rlim_max = up.rlim_cur; /* allowed for root only */
+    if (setrlimit(RLIMIT_NOFILE, &up) != 0 && r.rlim_max != RLIM_INFINITY) {
+      up.rlim_cur = r.rlim_max; /* as far as this process may go */
+      up.rlim_max = r.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &up);
+    }
+    getrlimit(RLIMIT_NOFILE, &r);
+  }
+  return r.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)r.rlim_cur;
+}
+
+long sk_test_rss_kib(void) {
+  FILE *f = fopen("/proc/self/statm", "re");
+  if (!f)
+    return -1;
+  long pages = 0, resident = 0;
+  int n = fscanf(f, "%ld %ld", &pages, &resident);
+  fclose(f);
+  return n == 2 ? resident * (sysconf(_SC_PAGESIZE) / 1024) : -1;
+}
+
+long long sk_test_heap_bytes(void) {
+  if (sk_test_sanitized())
+    return -1;
+  struct mallinfo2 m = mallinfo2();
+  return (long long)(m.uordblks + m.hblkhd);
 }

@@ -43,6 +43,7 @@ typedef struct sk_test_udp {
   sk_udp_server *srv;
   pthread_t thread;
   atomic_int rc;
+  atomic_bool stopping; /* set by the stop helper */
   atomic_bool done;
   char address[128];
   int port;
@@ -76,6 +77,7 @@ typedef struct sk_test_tcp {
   sk_tcp_server *srv;
   pthread_t thread;
   atomic_int rc;
+  atomic_bool stopping; /* set by the stop helper */
   char address[128];
   int port;
 } sk_test_tcp;
@@ -120,5 +122,34 @@ ssize_t sk_test_read_to_eof(int fd, char *buf, size_t size, int timeout_ms);
 
 /* Services used by several tests. */
 const char *sk_test_echo(const char *request, void *user);
+
+/* Milliseconds on the monotonic clock, for measuring elapsed time. */
+long long sk_test_now_ms(void);
+
+/* A port on 127.0.0.1 that was free a moment ago for sockets of `type`
+ * (SOCK_STREAM or SOCK_DGRAM): bound to port 0, read and closed again, so
+ * nothing listens there until a test binds it. -1 on failure. */
+int sk_test_free_port(int type);
+
+/* Join a thread, waiting at most timeout_ms. 0, or nonzero if it is still
+ * running (it is then left alone). */
+int sk_test_join(pthread_t thread, int timeout_ms);
+
+/* ---- helpers of the reliability tests (test_overload.c) ---------------- */
+
+/* The heavy tests' sizes, divided by the environment variable SK_TEST_SCALE
+ * (default 1; the valgrind run sets 10): n / scale, but at least `min`. */
+int sk_test_scaled(int n, int min);
+/* True when built with AddressSanitizer or ThreadSanitizer: their
+ * allocators bypass malloc's own counters and inflate the resident size. */
+bool sk_test_sanitized(void);
+/* Raise the soft RLIMIT_NOFILE (and the hard one if it is lower and the
+ * process may) to at least `want`. Returns the soft limit now in force. */
+long sk_test_raise_nofile(long want);
+/* Resident set size of this process in KiB (/proc/self/statm), or -1. */
+long sk_test_rss_kib(void);
+/* Bytes handed out by malloc and not yet freed (glibc mallinfo2, all
+ * arenas), or -1 where that does not count (sanitized builds). */
+long long sk_test_heap_bytes(void);
 
 #endif

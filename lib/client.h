@@ -1,0 +1,50 @@
+/* client.h -- internal: what the TCP and UDP clients share: options, retry
+ * pauses with back-off, millisecond deadlines and waiting on a socket. */
+#ifndef SK_CLIENT_H
+#define SK_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* Which client an option is set on: the options that apply differ. */
+enum { SK_CLIENT_TCP, SK_CLIENT_UDP };
+
+/* Options, set through the table in client.c. */
+typedef struct sk_client_opts {
+  long long max_message, framing, attempts, retry_delay_ms, backoff, retry_max_ms,
+      connect_timeout_ms, request_timeout_ms;
+} sk_client_opts;
+
+/* Fill in the documented defaults for a client of `kind`. */
+void sk__client_opts_init(sk_client_opts *o, int kind);
+
+/* Set or read an option through the table of `kind`, as sk__option_set and
+ * sk__option_get do: SK_EINVAL for an option that does not apply or a value
+ * out of range, SK_ESTATE for a valid set while !settable. */
+int sk__client_opt_set(sk_client_opts *o, int kind, int option, long long value, bool settable);
+int sk__client_opt_get(const sk_client_opts *o, int kind, int option, long long *value);
+
+/* A seed for sk__retry_pause's generator, different per client and per
+ * process, so that clients started together do not retry in step. */
+uint64_t sk__client_seed(const void *client);
+
+/* The pause before retry number `retry` (1 for the first): the retry delay,
+ * or with exponential back-off a random time in [0, min(max, delay * 2^(retry-1))]
+ * ("full jitter"). */
+long long sk__retry_pause(const sk_client_opts *o, int retry, uint64_t *rng);
+
+/* Milliseconds on the monotonic clock. */
+long long sk__now_ms(void);
+
+/* Sleep until sk__now_ms() reaches `when`; signals do not cut it short. */
+void sk__sleep_until(long long when);
+
+/* Wait until fd has one of `events` (POLLIN, POLLOUT) or the monotonic
+ * time `deadline` passes; a deadline < 0 waits without limit. EINTR is
+ * retried. Returns 1 when ready (errors and hang-ups count as ready: the
+ * next read or write reports them), 0 on timeout, -1 with errno. */
+int sk__wait_fd(int fd, short events, long long deadline);
+
+#endif

@@ -1,0 +1,280 @@
+/* udp_client.c -- UDP client: one connected socket, requests sent again on
+ * a timer, and stale or foreign datagrams kept out of replies. */
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "client.h"
+#include "resolve.h"
+
+/* The largest datagram a client accepts (SK_OPT_MAX_MESSAGE's maximum):
+ * the receive buffer has this size once and for all, so it never moves
+ * while a request pointing into it (a previous reply) is being sent. */
+#define UDP_MAX_PAYLOAD 65507
+
+struct sk_udp_client {
+  char *address;
+  sk_client_opts opts;
+  int fd;             /* -1 until first needed, and after a refusal */
+  sk_addr_list addrs; /* looked up when first needed */
+  size_t current;     /* the address fd is, or will be, connected to */
+  int attempts;       /* transmissions of the last request */
+  uint64_t rng;       /* back-off jitter */
+  char *buf;          /* the last datagram received, NUL-terminated */
+};
+
+/* Errors that say the server is not there (ICMP port or host unreachable,
+ * no socket at a UNIX path, a UNIX peer gone): worth trying again later or
+ * at another address, unlike the rest. */
+static bool is_refusal(int err) {
+  return err == ECONNREFUSED || err == ENOENT || err == EHOSTUNREACH || err == ENETUNREACH ||
+         err == EHOSTDOWN || err == ECONNRESET;
+}
+
+/* Make the socket and connect it to the current address. Connecting makes
+ * the kernel drop datagrams from every other sender, and report refusals. */
+static int open_socket(sk_udp_client *c) {
+  if (c->addrs.count == 0) {
+    int rc = sk__resolve(c->address, SOCK_DGRAM, &c->addrs);
+    if (rc != SK_OK)
+      return rc;
+    c->current = 0;
+  }
+  const sk_addr *a = &c->addrs.items[c->current];
+  int fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return sk__fail(SK_ESOCKET, errno);
+  int rc;
+  /* A UNIX server can only answer a sender that has an address: binding
+   * just the family asks Linux for an abstract one of its choosing. */
+  struct sockaddr_un self = {.sun_family = AF_UNIX};
+  if (a->ss.ss_family == AF_UNIX &&
+      bind(fd, (const struct sockaddr *)&self, sizeof(sa_family_t)) != 0) {
+    rc = sk__fail(SK_EBIND, errno);
+    goto fail;
+  }
+  if (connect(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
+    rc = sk__fail(SK_ECONNECT, errno);
+    goto fail;
+  }
+  c->fd = fd;
+  return SK_OK;
+fail:
+  sk__close(fd);
+  return rc;
+}
+
+/* The server refused, or is not there: drop the socket (on a UNIX path it
+ * may point at a server that has since restarted) and move on to the next
+ * address. */
+static void refused(sk_udp_client *c) {
+  if (sk__log_enabled(SK_LOG_INFO)) {
+    int os_error = sk_last_os_error();
+    sk__log(SK_LOG_INFO, "udp client: %s refused a datagram: %s", c->address,
+            os_error ? strerror(os_error) : "cannot connect");
+  }
+  sk__close(c->fd);
+  c->fd = -1;
+  if (c->addrs.count > 0)
+    c->current = (c->current + 1) % c->addrs.count;
+}
+
+/* Send the message once, opening the socket if needed. A datagram the
+ * kernel has no room for counts as sent and lost, as the network may lose
+ * one. */
+static int transmit(sk_udp_client *c, const char *m, size_t len) {
+  int rc;
+  if (c->fd < 0 && (rc = open_socket(c)) != SK_OK)
+    return rc;
+  for (;;) {
+    if (send(c->fd, m, len, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+      return SK_OK;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+      return SK_OK;
+    if (errno == EMSGSIZE)
+      return sk__fail(SK_EMSGSIZE, errno);
+    if (is_refusal(errno))
+      return sk__fail(SK_ECONNECT, errno);
+    if (errno != EINTR)
+      return sk__fail(SK_EWRITE, errno);
+  }
+}
+
+/* Throw away the datagrams already queued, such as a reply that came after
+ * its request gave up, so that none is taken for the reply to the next one.
+ * Refusals of earlier datagrams are old news and go too. */
+static int drain(sk_udp_client *c) {
+  char sink[64]; /* without MSG_TRUNC the rest of a longer datagram is dropped */
+  for (;;) {
+    if (recv(c->fd, sink, sizeof sink, MSG_DONTWAIT) >= 0)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return SK_OK;
+    if (errno != EINTR && !is_refusal(errno))
+      return sk__fail(SK_EREAD, errno);
+  }
+}
+
+/* Wait until `deadline` for one datagram and leave it in buf. */
+static int receive(sk_udp_client *c, long long deadline) {
+  if (!c->buf && !(c->buf = malloc(UDP_MAX_PAYLOAD + 1)))
+    return sk__fail(SK_ENOMEM, ENOMEM);
+  size_t max = (size_t)c->opts.max_message;
+  for (;;) {
+    int ready = sk__wait_fd(c->fd, POLLIN, deadline);
+    if (ready <= 0)
+      return ready == 0 ? sk__fail(SK_ETIMEDOUT, 0) : sk__fail(SK_EREAD, errno);
+    /* With MSG_TRUNC recv returns the datagram's whole length, so a reply
+     * that did not fit is reported instead of passed on cut short. */
+    ssize_t n = recv(c->fd, c->buf, max, MSG_TRUNC | MSG_DONTWAIT);
+    if (n >= 0) {
+      if ((size_t)n > max)
+        return sk__fail(SK_EMSGSIZE, 0);
+      if (memchr(c->buf, '\0', (size_t)n) != NULL)
+        return sk__fail(SK_EPROTO, 0);
+      c->buf[n] = '\0';
+      return SK_OK;
+    }
+    if (is_refusal(errno))
+      return sk__fail(SK_ECONNECT, errno);
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      return sk__fail(SK_EREAD, errno);
+  }
+}
+
+/* Send, and send again each time a pause passes without a reply, until the
+ * attempts or the time run out. After a refusal the next address is tried
+ * at once; once every address has refused in turn, the next transmission
+ * waits for its time. */
+static int exchange(sk_udp_client *c, const char *m, size_t len) {
+  int rc;
+  if (c->fd >= 0 && (rc = drain(c)) != SK_OK)
+    return rc;
+  long long now = sk__now_ms();
+  long long deadline = now + c->opts.request_timeout_ms, next = now;
+  size_t refusals = 0;
+  rc = SK_ETIMEDOUT; /* what to report if the time runs out */
+  c->attempts = 0;
+  while (now < deadline) {
+    int r = SK_ETIMEDOUT;
+    if (now >= next && c->attempts < c->opts.attempts) {
+      c->attempts++;
+      next = now + sk__retry_pause(&c->opts, c->attempts, &c->rng);
+      if ((r = transmit(c, m, len)) != SK_OK && r != SK_ECONNECT)
+        return r;
+      rc = r == SK_OK ? SK_ETIMEDOUT : r;
+    }
+    if (r != SK_ECONNECT && c->fd >= 0) {
+      long long until = c->attempts < c->opts.attempts && next < deadline ? next : deadline;
+      if ((r = receive(c, until)) == SK_OK)
+        return SK_OK;
+      if (r != SK_ETIMEDOUT && r != SK_ECONNECT)
+        return r;
+      if (r == SK_ECONNECT)
+        rc = r;
+    }
+    if (r == SK_ECONNECT) {
+      refused(c);
+      if (c->attempts >= c->opts.attempts)
+        break; /* refused for the last time: no reply can come */
+      size_t naddrs = c->addrs.count ? c->addrs.count : 1;
+      if (++refusals % naddrs != 0)
+        next = sk__now_ms();
+      else
+        sk__sleep_until(next < deadline ? next : deadline);
+    }
+    now = sk__now_ms();
+  }
+  return rc == SK_ETIMEDOUT ? sk__fail(SK_ETIMEDOUT, 0) : rc;
+}
+
+int sk_udp_client_create(sk_udp_client **out, const char *address) {
+  if (!out)
+    return SK_EINVAL;
+  *out = NULL;
+  if (!address)
+    return SK_EINVAL;
+  if (sk__resolve_check(address) != 0)
+    return sk__fail(SK_EADDR, 0);
+  sk_udp_client *c = calloc(1, sizeof *c);
+  if (!c || !(c->address = strdup(address))) {
+    free(c);
+    return sk__fail(SK_ENOMEM, ENOMEM);
+  }
+  sk__client_opts_init(&c->opts, SK_CLIENT_UDP);
+  c->fd = -1;
+  c->rng = sk__client_seed(c);
+  *out = c;
+  return SK_OK;
+}
+
+int sk_udp_client_set(sk_udp_client *c, int option, long long value) {
+  if (!c)
+    return SK_EINVAL;
+  return sk__client_opt_set(&c->opts, SK_CLIENT_UDP, option, value, true);
+}
+
+int sk_udp_client_get(const sk_udp_client *c, int option, long long *value) {
+  if (!c || !value)
+    return SK_EINVAL;
+  return sk__client_opt_get(&c->opts, SK_CLIENT_UDP, option, value);
+}
+
+int sk_udp_client_request(sk_udp_client *c, const char *request, const char **reply) {
+  if (reply)
+    *reply = NULL;
+  if (!c || !request || !reply)
+    return SK_EINVAL;
+  size_t len = strlen(request);
+  if (len > (size_t)c->opts.max_message)
+    return sk__fail(SK_EMSGSIZE, 0);
+  int rc = exchange(c, request, len);
+  if (rc == SK_OK)
+    *reply = c->buf;
+  return rc;
+}
+
+int sk_udp_client_send(sk_udp_client *c, const char *message) {
+  if (!c || !message)
+    return SK_EINVAL;
+  size_t len = strlen(message);
+  if (len > (size_t)c->opts.max_message)
+    return sk__fail(SK_EMSGSIZE, 0);
+  int rc = transmit(c, message, len);
+  if (rc == SK_ECONNECT)
+    refused(c);
+  return rc;
+}
+
+int sk_udp_client_recv(sk_udp_client *c, const char **message, int timeout_ms) {
+  if (message)
+    *message = NULL;
+  if (!c || !message)
+    return SK_EINVAL;
+  if (c->fd < 0)
+    return sk__fail(SK_ESTATE, 0);
+  int rc = receive(c, timeout_ms < 0 ? -1 : sk__now_ms() + timeout_ms);
+  if (rc == SK_OK)
+    *message = c->buf;
+  return rc;
+}
+
+int sk_udp_client_attempts(const sk_udp_client *c, int *attempts) {
+  if (!c || !attempts)
+    return SK_EINVAL;
+  *attempts = c->attempts;
+  return SK_OK;
+}
+
+void sk_udp_client_destroy(sk_udp_client *c) {
+  if (!c)
+    return;
+  sk__close(c->fd);
+  free(c->address);
+  free(c->buf);
+  free(c);
+}
