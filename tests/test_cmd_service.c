@@ -382,6 +382,46 @@ START_TEST(test_line_framing_for_nc) {
 }
 END_TEST
 
+/* Run a program, collect its stdout; returns its exit status or -1. */
+static int run_program(const char *const *argv, char *out, size_t size) {
+  int p[2];
+  if (pipe(p) != 0)
+    return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(p[1], 1);
+    close(p[0]);
+    execv(argv[0], (char **)argv);
+    _exit(127);
+  }
+  close(p[1]);
+  size_t len = 0;
+  ssize_t n;
+  /* The child ends within its own reply timeout, so this read ends too. */
+  while (len < size - 1 && (n = read(p[0], out + len, size - 1 - len)) > 0)
+    len += (size_t)n;
+  out[len] = '\0';
+  close(p[0]);
+  int status;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+    return -1;
+  return WEXITSTATUS(status);
+}
+
+START_TEST(test_cmd_client_one_shot) {
+  cmd_server s;
+  start_server(&s, NULL);
+  char out[4096];
+  const char *ok[] = {SK_CMD_CLIENT, s.address, "--", "echo", "hello", "there", NULL};
+  ck_assert_int_eq(run_program(ok, out, sizeof out), 0);
+  ck_assert_str_eq(out, "hello there\n");
+  const char *bad[] = {SK_CMD_CLIENT, s.address, "--", "rm", "-rf", "x", NULL};
+  ck_assert_int_eq(run_program(bad, out, sizeof out), 3);
+  ck_assert_str_eq(out, "error: command not allowed\n");
+  stop_server(&s);
+}
+END_TEST
+
 #define CLIENTS 20
 
 typedef struct cmd_client {
@@ -429,6 +469,7 @@ static Suite *cmd_suite(void) {
   tcase_add_test(tc, test_output_is_capped);
   tcase_add_test(tc, test_line_framing_for_nc);
   tcase_add_test(tc, test_twenty_clients_at_once);
+  tcase_add_test(tc, test_cmd_client_one_shot);
   suite_add_tcase(s, tc);
   return s;
 }
