@@ -27,15 +27,6 @@ extern "C" {
 /** @endcond */
 
 /**
- * @mainpage libsockkit
- *
- * A C library for Linux that stands up a UDP or TCP request/response service
- * around one callback of type ::sk_service. The library owns sockets,
- * addresses, byte order, framing, concurrency, limits, shutdown and errors.
- * See the groups (Modules) for the reference.
- */
-
-/**
  * @defgroup version Version
  * Compile-time and run-time version of the library.
  * @{
@@ -130,6 +121,7 @@ SK_API const char *sk_status_name(int status);
  *
  * @return an `errno` value, or 0.
  * @note Thread-safe (the value is per thread).
+ * @note Async-signal-safe.
  */
 SK_API int sk_last_os_error(void);
 
@@ -172,6 +164,7 @@ typedef void (*sk_log_fn)(int level, const char *message, void *user);
  * @param user passed to each call of @p fn.
  * @note Process-wide setting. Thread-safe: a call already in progress may
  *       still reach the previous handler.
+ * @note Not async-signal-safe.
  */
 SK_API void sk_set_log_handler(sk_log_fn fn, void *user);
 
@@ -181,6 +174,7 @@ SK_API void sk_set_log_handler(sk_log_fn fn, void *user);
  * @param level one of ::sk_log_level; default ::SK_LOG_WARN.
  * @return ::SK_OK, or ::SK_EINVAL for a level outside ::sk_log_level.
  * @note Process-wide setting. Thread-safe.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_set_log_level(int level);
 
@@ -236,6 +230,7 @@ SK_API const char *sk_replyf(const char *fmt, ...) __attribute__((format(printf,
  * @return the text, valid until the service returns; NULL when called
  *         outside a service.
  * @note Thread-safe (per-thread state). Only meaningful inside a service.
+ * @note Not async-signal-safe.
  */
 SK_API const char *sk_peer_address(void);
 
@@ -247,6 +242,7 @@ SK_API const char *sk_peer_address(void);
  * @return the address, valid until the service returns; NULL when called
  *         outside a service.
  * @note Thread-safe (per-thread state). Only meaningful inside a service.
+ * @note Not async-signal-safe.
  */
 SK_API const struct sockaddr *sk_peer_sockaddr(socklen_t *len);
 
@@ -352,28 +348,40 @@ typedef enum sk_option {
 
 /** Counters, readable from any thread while the server runs. */
 typedef enum sk_stat {
-  SK_STAT_MESSAGES_IN = 1,     /**< Requests passed to the service. */
-  SK_STAT_MESSAGES_OUT = 2,    /**< Replies sent. */
-  SK_STAT_BYTES_IN = 3,        /**< Payload bytes of requests passed to the service. */
-  SK_STAT_BYTES_OUT = 4,       /**< Payload bytes of replies sent. */
-  SK_STAT_DROPS_TRUNCATED = 5, /**< Requests dropped for exceeding ::SK_OPT_MAX_MESSAGE. */
-  SK_STAT_DROPS_NUL = 6,       /**< Requests dropped for containing a NUL byte. */
-  SK_STAT_DROPS_NO_ADDRESS =
-      7, /**< Replies dropped: the sender has no address (unbound UNIX socket). */
-  SK_STAT_DROPS_WOULD_BLOCK = 8,      /**< Replies dropped: the socket buffer was full. */
-  SK_STAT_DROPS_SEND_ERROR = 9,       /**< Replies dropped: sending failed for another reason. */
-  SK_STAT_DROPS_TOO_LARGE = 10,       /**< Replies dropped: longer than a datagram can carry. */
-  SK_STAT_CONNECTIONS_ACCEPTED = 11,  /**< TCP: connections accepted. */
-  SK_STAT_CONNECTIONS_ACTIVE = 12,    /**< TCP: connections open now (a gauge). */
-  SK_STAT_CONNECTIONS_RESET = 13,     /**< TCP: connections closed because of an error
-                                           (reset by the client, failed send). */
-  SK_STAT_CONNECTIONS_REJECTED = 14,  /**< TCP: connections closed at once: over
-                                           ::SK_OPT_MAX_CONNECTIONS or out of descriptors. */
-  SK_STAT_CONNECTIONS_TIMED_OUT = 15, /**< TCP: connections closed by the idle or
-                                           write timeout. */
-  SK_STAT_BYTES_BUFFERED = 16,        /**< TCP: unsent reply bytes held now (a gauge). */
-  SK_STAT_DROPS_QUEUE_FULL = 17       /**< UDP worker pool: requests dropped because the
-                                           pool's queue was full. */
+  /** Requests passed to the service. */
+  SK_STAT_MESSAGES_IN = 1,
+  /** Replies sent. */
+  SK_STAT_MESSAGES_OUT = 2,
+  /** Payload bytes of requests passed to the service. */
+  SK_STAT_BYTES_IN = 3,
+  /** Payload bytes of replies sent. */
+  SK_STAT_BYTES_OUT = 4,
+  /** Requests dropped for exceeding ::SK_OPT_MAX_MESSAGE. */
+  SK_STAT_DROPS_TRUNCATED = 5,
+  /** Requests dropped for containing a NUL byte. */
+  SK_STAT_DROPS_NUL = 6,
+  /** Replies dropped: the sender has no address (unbound UNIX socket). */
+  SK_STAT_DROPS_NO_ADDRESS = 7,
+  /** Replies dropped: the socket buffer was full. */
+  SK_STAT_DROPS_WOULD_BLOCK = 8,
+  /** Replies dropped: sending failed for another reason. */
+  SK_STAT_DROPS_SEND_ERROR = 9,
+  /** Replies dropped: longer than a datagram can carry. */
+  SK_STAT_DROPS_TOO_LARGE = 10,
+  /** TCP: connections accepted. */
+  SK_STAT_CONNECTIONS_ACCEPTED = 11,
+  /** TCP: connections open now (a gauge). */
+  SK_STAT_CONNECTIONS_ACTIVE = 12,
+  /** TCP: connections closed because of an error (reset by the client, failed send). */
+  SK_STAT_CONNECTIONS_RESET = 13,
+  /** TCP: connections closed at once: over ::SK_OPT_MAX_CONNECTIONS or out of descriptors. */
+  SK_STAT_CONNECTIONS_REJECTED = 14,
+  /** TCP: connections closed by the idle or write timeout. */
+  SK_STAT_CONNECTIONS_TIMED_OUT = 15,
+  /** TCP: unsent reply bytes held now (a gauge). */
+  SK_STAT_BYTES_BUFFERED = 16,
+  /** UDP worker pool: requests dropped because the pool's queue was full. */
+  SK_STAT_DROPS_QUEUE_FULL = 17
 } sk_stat;
 
 /** @} */
@@ -470,6 +478,7 @@ typedef struct sk_udp_server sk_udp_server;
  *         ::SK_EADDR for a malformed address; ::SK_ENOMEM; ::SK_ESYS if the
  *         wake-up descriptor cannot be created.
  * @note Thread-safe (touches no shared state).
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service service,
                                 void *user);
@@ -483,6 +492,7 @@ SK_API int sk_udp_server_create(sk_udp_server **out, const char *address, sk_ser
  * @return ::SK_OK; ::SK_EINVAL for a NULL server, an option that does not
  *         apply to UDP or a value out of range; ::SK_ESTATE once listening.
  * @note Not thread-safe: configure from one thread before listening.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_server_set(sk_udp_server *srv, int option, long long value);
 
@@ -495,6 +505,7 @@ SK_API int sk_udp_server_set(sk_udp_server *srv, int option, long long value);
  * @return ::SK_OK; ::SK_EINVAL for a NULL argument or an option that does not
  *         apply to UDP.
  * @note Thread-safe once the server is running (options no longer change).
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_server_get(const sk_udp_server *srv, int option, long long *value);
 
@@ -512,6 +523,7 @@ SK_API int sk_udp_server_get(const sk_udp_server *srv, int option, long long *va
  *         configured; ::SK_EBIND if binding fails (see sk_last_os_error(),
  *         e.g. `EADDRINUSE`).
  * @note Not thread-safe.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_server_listen(sk_udp_server *srv);
 
@@ -522,6 +534,7 @@ SK_API int sk_udp_server_listen(sk_udp_server *srv);
  * @param port receives the port (host byte order); 0 for UNIX sockets.
  * @return ::SK_OK; ::SK_EINVAL for NULL; ::SK_ESTATE before listening.
  * @note Thread-safe once listening.
+ * @note Async-signal-safe.
  */
 SK_API int sk_udp_server_port(const sk_udp_server *srv, int *port);
 
@@ -535,6 +548,7 @@ SK_API int sk_udp_server_port(const sk_udp_server *srv, int *port);
  * @return ::SK_OK; ::SK_EINVAL for NULL arguments or a buffer too small;
  *         ::SK_ESTATE before listening.
  * @note Thread-safe once listening.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_server_address(const sk_udp_server *srv, char *buf, size_t size);
 
@@ -551,6 +565,7 @@ SK_API int sk_udp_server_address(const sk_udp_server *srv, char *buf, size_t siz
  *       ::SK_OPT_IO_THREADS above 1 or ::SK_MODEL_WORKER_POOL the service
  *       also runs on library threads. After a stop, run returns once queued
  *       requests are served or ::SK_OPT_DRAIN_TIMEOUT_MS has passed.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_server_run(sk_udp_server *srv);
 
@@ -566,6 +581,7 @@ SK_API int sk_udp_server_run(sk_udp_server *srv);
  *         sk_udp_server_listen(); ::SK_ENOMEM; ::SK_ESYS if a thread cannot
  *         be started.
  * @note Not thread-safe with other calls on the same server.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_server_start(sk_udp_server *srv);
 
@@ -579,6 +595,7 @@ SK_API int sk_udp_server_start(sk_udp_server *srv);
  * @return ::SK_OK; ::SK_EINVAL for a NULL server; ::SK_ESTATE once listening.
  * @note Not thread-safe: configure before listening. @p fn may be called
  *       from any thread that runs the service.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_server_set_reply_free(sk_udp_server *srv, sk_reply_free fn);
 
@@ -604,6 +621,7 @@ SK_API int sk_udp_server_stop(sk_udp_server *srv);
  *         TCP-only one (::SK_STAT_CONNECTIONS_ACCEPTED to
  *         ::SK_STAT_BYTES_BUFFERED).
  * @note Thread-safe: callable from any thread while the server runs.
+ * @note Async-signal-safe.
  */
 SK_API int sk_udp_server_stat(const sk_udp_server *srv, int stat, uint64_t *out);
 
@@ -616,6 +634,7 @@ SK_API int sk_udp_server_stat(const sk_udp_server *srv, int stat, uint64_t *out)
  *
  * @param srv the server; NULL is a no-op.
  * @note Not thread-safe with other calls on the same server.
+ * @note Not async-signal-safe.
  */
 SK_API void sk_udp_server_destroy(sk_udp_server *srv);
 
@@ -658,6 +677,7 @@ typedef struct sk_tcp_server sk_tcp_server;
  *         ::SK_EADDR for a malformed address; ::SK_ENOMEM; ::SK_ESYS if the
  *         event loop cannot be created.
  * @note Thread-safe (touches no shared state).
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_server_create(sk_tcp_server **out, const char *address, sk_service service,
                                 void *user);
@@ -671,6 +691,7 @@ SK_API int sk_tcp_server_create(sk_tcp_server **out, const char *address, sk_ser
  * @return ::SK_OK; ::SK_EINVAL for a NULL server, an option that does not
  *         apply to TCP or a value out of range; ::SK_ESTATE once listening.
  * @note Not thread-safe: configure from one thread before listening.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_server_set(sk_tcp_server *srv, int option, long long value);
 
@@ -683,6 +704,7 @@ SK_API int sk_tcp_server_set(sk_tcp_server *srv, int option, long long value);
  * @return ::SK_OK; ::SK_EINVAL for a NULL argument or an option that does not
  *         apply to TCP.
  * @note Thread-safe once the server is running (options no longer change).
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_server_get(const sk_tcp_server *srv, int option, long long *value);
 
@@ -700,6 +722,7 @@ SK_API int sk_tcp_server_get(const sk_tcp_server *srv, int option, long long *va
  *         configured; ::SK_EBIND if binding fails (see sk_last_os_error());
  *         ::SK_ELISTEN if listen() fails.
  * @note Not thread-safe.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_server_listen(sk_tcp_server *srv);
 
@@ -710,6 +733,7 @@ SK_API int sk_tcp_server_listen(sk_tcp_server *srv);
  * @param port receives the port (host byte order); 0 for UNIX sockets.
  * @return ::SK_OK; ::SK_EINVAL for NULL; ::SK_ESTATE before listening.
  * @note Thread-safe once listening.
+ * @note Async-signal-safe.
  */
 SK_API int sk_tcp_server_port(const sk_tcp_server *srv, int *port);
 
@@ -723,6 +747,7 @@ SK_API int sk_tcp_server_port(const sk_tcp_server *srv, int *port);
  * @return ::SK_OK; ::SK_EINVAL for NULL arguments or a buffer too small;
  *         ::SK_ESTATE before listening.
  * @note Thread-safe once listening.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_server_address(const sk_tcp_server *srv, char *buf, size_t size);
 
@@ -741,6 +766,7 @@ SK_API int sk_tcp_server_address(const sk_tcp_server *srv, char *buf, size_t siz
  * @note Blocks. The calling thread serves as the first event loop; other
  *       loops, the pool and connection threads are library threads with
  *       every signal blocked.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_server_run(sk_tcp_server *srv);
 
@@ -756,6 +782,7 @@ SK_API int sk_tcp_server_run(sk_tcp_server *srv);
  *         sk_tcp_server_listen(); ::SK_ENOMEM; ::SK_ESYS if a thread cannot
  *         be started.
  * @note Not thread-safe with other calls on the same server.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_server_start(sk_tcp_server *srv);
 
@@ -769,6 +796,7 @@ SK_API int sk_tcp_server_start(sk_tcp_server *srv);
  * @return ::SK_OK; ::SK_EINVAL for a NULL server; ::SK_ESTATE once listening.
  * @note Not thread-safe: configure before listening. @p fn may be called
  *       from any thread that runs the service.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_server_set_reply_free(sk_tcp_server *srv, sk_reply_free fn);
 
@@ -793,6 +821,7 @@ SK_API int sk_tcp_server_stop(sk_tcp_server *srv);
  *         ::SK_STAT_DROPS_WOULD_BLOCK, ::SK_STAT_DROPS_SEND_ERROR,
  *         ::SK_STAT_DROPS_QUEUE_FULL).
  * @note Thread-safe: callable from any thread while the server runs.
+ * @note Async-signal-safe.
  */
 SK_API int sk_tcp_server_stat(const sk_tcp_server *srv, int stat, uint64_t *out);
 
@@ -805,6 +834,7 @@ SK_API int sk_tcp_server_stat(const sk_tcp_server *srv, int stat, uint64_t *out)
  *
  * @param srv the server; NULL is a no-op.
  * @note Not thread-safe with other calls on the same server.
+ * @note Not async-signal-safe.
  */
 SK_API void sk_tcp_server_destroy(sk_tcp_server *srv);
 
@@ -875,6 +905,7 @@ typedef struct sk_tcp_client sk_tcp_client;
  *         for a malformed address or port 0 (a name that does not exist is
  *         found out when connecting); ::SK_ENOMEM.
  * @note Thread-safe (touches no shared state).
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_client_create(sk_tcp_client **out, const char *address);
 
@@ -891,6 +922,7 @@ SK_API int sk_tcp_client_create(sk_tcp_client **out, const char *address);
  *         out of range; ::SK_ESTATE to change ::SK_OPT_FRAMING while
  *         connected.
  * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_client_set(sk_tcp_client *c, int option, long long value);
 
@@ -902,6 +934,7 @@ SK_API int sk_tcp_client_set(sk_tcp_client *c, int option, long long value);
  * @param value  receives the value.
  * @return ::SK_OK; ::SK_EINVAL for a NULL argument or another option.
  * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_client_get(const sk_tcp_client *c, int option, long long *value);
 
@@ -927,6 +960,7 @@ SK_API int sk_tcp_client_get(const sk_tcp_client *c, int option, long long *valu
  *         failed; 0 if it timed out); ::SK_EADDR if the name does not exist; ::SK_ESOCKET if no
  *         socket can be created; ::SK_ENOMEM.
  * @note Not thread-safe with other calls on the same client. Blocks.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_client_connect(sk_tcp_client *c, int timeout_ms);
 
@@ -961,6 +995,7 @@ SK_API int sk_tcp_client_connect(sk_tcp_client *c, int timeout_ms);
  *         byte; ::SK_EREAD or ::SK_EWRITE for other socket errors; any error
  *         of sk_tcp_client_connect().
  * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_client_request(sk_tcp_client *c, const char *request, const char **reply);
 
@@ -979,6 +1014,7 @@ SK_API int sk_tcp_client_request(sk_tcp_client *c, const char *request, const ch
  *         errors; any error of sk_tcp_client_connect(). Failures after
  *         sending has begun close the connection.
  * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_client_send(sk_tcp_client *c, const char *message);
 
@@ -1001,6 +1037,7 @@ SK_API int sk_tcp_client_send(sk_tcp_client *c, const char *message);
  *         ::SK_EREAD as for sk_tcp_client_request(), after which the
  *         connection is closed.
  * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_client_recv(sk_tcp_client *c, const char **message, int timeout_ms);
 
@@ -1012,6 +1049,7 @@ SK_API int sk_tcp_client_recv(sk_tcp_client *c, const char **message, int timeou
  * @param attempts receives the count; 0 before the first connect.
  * @return ::SK_OK; ::SK_EINVAL for NULL arguments.
  * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_client_attempts(const sk_tcp_client *c, int *attempts);
 
@@ -1020,6 +1058,7 @@ SK_API int sk_tcp_client_attempts(const sk_tcp_client *c, int *attempts);
  *
  * @param c the client; NULL is a no-op.
  * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
  */
 SK_API void sk_tcp_client_destroy(sk_tcp_client *c);
 
@@ -1037,6 +1076,7 @@ typedef struct sk_udp_client sk_udp_client;
  * @return ::SK_OK; ::SK_EINVAL if @p out or @p address is NULL; ::SK_EADDR
  *         for a malformed address or port 0; ::SK_ENOMEM.
  * @note Thread-safe (touches no shared state).
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_client_create(sk_udp_client **out, const char *address);
 
@@ -1051,6 +1091,7 @@ SK_API int sk_udp_client_create(sk_udp_client **out, const char *address);
  * @return ::SK_OK; ::SK_EINVAL for a NULL client, another option or a value
  *         out of range.
  * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_client_set(sk_udp_client *c, int option, long long value);
 
@@ -1062,6 +1103,7 @@ SK_API int sk_udp_client_set(sk_udp_client *c, int option, long long value);
  * @param value  receives the value.
  * @return ::SK_OK; ::SK_EINVAL for a NULL argument or another option.
  * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_client_get(const sk_udp_client *c, int option, long long *value);
 
@@ -1093,6 +1135,7 @@ SK_API int sk_udp_client_get(const sk_udp_client *c, int option, long long *valu
  *         if the socket cannot be made; ::SK_EREAD or ::SK_EWRITE for other
  *         socket errors; ::SK_ENOMEM.
  * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_client_request(sk_udp_client *c, const char *request, const char **reply);
 
@@ -1108,6 +1151,7 @@ SK_API int sk_udp_client_request(sk_udp_client *c, const char *request, const ch
  *         this or an earlier datagram; ::SK_EADDR, ::SK_ESOCKET, ::SK_EBIND
  *         or ::SK_EWRITE as for sk_udp_client_request().
  * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_client_send(sk_udp_client *c, const char *message);
 
@@ -1127,6 +1171,7 @@ SK_API int sk_udp_client_send(sk_udp_client *c, const char *message);
  *         ::SK_EMSGSIZE for a datagram longer than ::SK_OPT_MAX_MESSAGE
  *         (dropped); ::SK_EPROTO for one with a NUL byte; ::SK_EREAD.
  * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_client_recv(sk_udp_client *c, const char **message, int timeout_ms);
 
@@ -1138,6 +1183,7 @@ SK_API int sk_udp_client_recv(sk_udp_client *c, const char **message, int timeou
  * @param attempts receives the count; 0 before the first request.
  * @return ::SK_OK; ::SK_EINVAL for NULL arguments.
  * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
  */
 SK_API int sk_udp_client_attempts(const sk_udp_client *c, int *attempts);
 
@@ -1146,6 +1192,7 @@ SK_API int sk_udp_client_attempts(const sk_udp_client *c, int *attempts);
  *
  * @param c the client; NULL is a no-op.
  * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
  */
 SK_API void sk_udp_client_destroy(sk_udp_client *c);
 
