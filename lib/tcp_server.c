@@ -57,7 +57,8 @@ int sk_tcp_server_create(sk_tcp_server **out, const char *address, sk_service se
 }
 
 /* The options that apply to TCP. */
-#define OPT(name, field, lo, hi) {name, offsetof(sk_tcp_server, field), lo, hi}
+#define OPT(name, field, lo, hi)                                                                   \
+  { name, offsetof(sk_tcp_server, field), lo, hi }
 static const sk_option_def tcp_options[] = {
     OPT(SK_OPT_MAX_MESSAGE, max_message, 1, 64LL << 20),
     OPT(SK_OPT_REUSEPORT, reuseport, 0, 1),

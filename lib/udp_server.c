@@ -179,7 +179,8 @@ int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service se
 }
 
 /* The options that apply to UDP. */
-#define OPT(name, field, lo, hi) {name, offsetof(sk_udp_server, field), lo, hi}
+#define OPT(name, field, lo, hi)                                                                   \
+  { name, offsetof(sk_udp_server, field), lo, hi }
 static const sk_option_def udp_options[] = {
     OPT(SK_OPT_MAX_MESSAGE, max_message, 1, UDP_MAX_PAYLOAD),
     OPT(SK_OPT_REUSEPORT, reuseport, 0, 1),
