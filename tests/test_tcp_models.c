@@ -470,7 +470,10 @@ START_TEST(test_descriptor_exhaustion_recovers) {
   int spare = dup(0);
   ck_assert_int_ge(spare, 0);
   int fds[64], n = 0, served = 0, shed = 0;
-  while (n < 64 && shed < 2) {
+  /* One shed client only: with clients in the same process, a second one
+   * could take the descriptor the server frees to shed with, and then the
+   * server (rightly) rests its listener instead of shedding. */
+  while (n < 64 && shed < 1) {
     int fd = sk_test_tcp_connect(t.address);
     if (fd < 0 && spare >= 0) {
       close(spare);
