@@ -2,6 +2,7 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,13 +15,17 @@ static int64_t monotonic_ms(void) {
 }
 
 int sk__loop_init(sk_loop *loop) {
-  loop->wakefd = -1;
+  loop->wakefd = loop->timerfd = -1;
+  loop->armed = false;
   loop->epoch_ms = monotonic_ms();
   loop->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (loop->epfd < 0)
     return sk__fail(SK_ESYS, errno);
   loop->wakefd = sk__wakefd_open();
-  if (loop->wakefd < 0 || sk__loop_add(loop, loop->wakefd, EPOLLIN, SK_LOOP_WAKE) != 0) {
+  loop->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (loop->wakefd < 0 || loop->timerfd < 0 ||
+      sk__loop_add(loop, loop->wakefd, EPOLLIN, SK_LOOP_WAKE) != 0 ||
+      sk__loop_add(loop, loop->timerfd, EPOLLIN, SK_LOOP_TIMER) != 0) {
     int rc = sk__fail(SK_ESYS, errno);
     sk__loop_close(loop);
     return rc;
@@ -29,9 +34,26 @@ int sk__loop_init(sk_loop *loop) {
 }
 
 void sk__loop_close(sk_loop *loop) {
+  sk__close(loop->timerfd);
   sk__close(loop->wakefd);
   sk__close(loop->epfd);
-  loop->wakefd = loop->epfd = -1;
+  loop->timerfd = loop->wakefd = loop->epfd = -1;
+}
+
+void sk__loop_arm(sk_loop *loop, int timeout_ms) {
+  if (timeout_ms < 0)
+    return; /* an armed timer firing with nothing due costs one wake-up */
+  uint32_t deadline = sk__loop_now(loop) + (uint32_t)timeout_ms;
+  if (loop->armed && !sk__time_before(deadline, loop->armed_at))
+    return;
+  int64_t at = loop->epoch_ms + deadline;
+  struct itimerspec its = {.it_value = {.tv_sec = at / 1000, .tv_nsec = (at % 1000) * 1000000}};
+  if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+    its.it_value.tv_nsec = 1; /* zero would disarm */
+  if (timerfd_settime(loop->timerfd, TFD_TIMER_ABSTIME, &its, NULL) == 0) {
+    loop->armed = true;
+    loop->armed_at = deadline;
+  }
 }
 
 int sk__loop_add(sk_loop *loop, int fd, uint32_t events, uint64_t data) {
@@ -52,12 +74,16 @@ int sk__loop_wait(sk_loop *loop, struct epoll_event *events, int max, int timeou
   int n = epoll_wait(loop->epfd, events, max, timeout_ms);
   if (n < 0)
     return errno == EINTR ? 0 : -1;
-  for (int i = 0; i < n; i++)
-    if (events[i].data.u64 == SK_LOOP_WAKE) {
-      uint64_t count;
-      while (read(loop->wakefd, &count, sizeof count) < 0 && errno == EINTR)
+  for (int i = 0; i < n; i++) {
+    uint64_t tag = events[i].data.u64, count;
+    if (tag == SK_LOOP_WAKE || tag == SK_LOOP_TIMER) {
+      int fd = tag == SK_LOOP_WAKE ? loop->wakefd : loop->timerfd;
+      while (read(fd, &count, sizeof count) < 0 && errno == EINTR)
         ;
+      if (tag == SK_LOOP_TIMER)
+        loop->armed = false;
     }
+  }
   return n;
 }
 

@@ -3,6 +3,7 @@
 #ifndef SK_LOOP_H
 #define SK_LOOP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 
@@ -15,11 +16,20 @@
 typedef struct sk_loop {
   int epfd;
   int wakefd;
+  /* Timers wake the loop through a timerfd rather than an epoll_wait
+   * timeout: a timeout arms a kernel timer on every wait, which costs a
+   * microsecond or more per request (far more in a virtual machine), while
+   * the timerfd is re-armed only when the earliest deadline moves earlier
+   * or has fired: rarely, since deadlines mostly move later. */
+  int timerfd;
+  bool armed;
+  uint32_t armed_at;
   int64_t epoch_ms; /* CLOCK_MONOTONIC at creation; timers count from it */
 } sk_loop;
 
-/* epoll data value that marks the wake-up descriptor. */
+/* epoll data values that mark the wake-up and timer descriptors. */
 #define SK_LOOP_WAKE UINT64_MAX
+#define SK_LOOP_TIMER (UINT64_MAX - 1)
 
 int sk__loop_init(sk_loop *loop);
 void sk__loop_close(sk_loop *loop);
@@ -30,9 +40,13 @@ int sk__loop_add(sk_loop *loop, int fd, uint32_t events, uint64_t data);
 int sk__loop_mod(sk_loop *loop, int fd, uint32_t events, uint64_t data);
 int sk__loop_del(sk_loop *loop, int fd);
 
+/* Make sure the loop wakes within timeout_ms (< 0: no deadline). Costs a
+ * system call only when the deadline is earlier than the one armed. */
+void sk__loop_arm(sk_loop *loop, int timeout_ms);
+
 /* Wait for events (timeout_ms < 0: forever); EINTR returns 0 events.
- * Returns the count or -1 with errno. A wake-up is drained here and
- * reported as an event with data SK_LOOP_WAKE. */
+ * Returns the count or -1 with errno. A wake-up or a timer expiry is
+ * drained here and reported with data SK_LOOP_WAKE or SK_LOOP_TIMER. */
 int sk__loop_wait(sk_loop *loop, struct epoll_event *events, int max, int timeout_ms);
 
 /* Wake the loop from any thread or a signal handler. */

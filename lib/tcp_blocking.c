@@ -212,6 +212,7 @@ static void close_library_fds(sk_tcp_server *srv) {
     sk_tcp_io *io = &srv->io[i];
     sk__close(io->loop.epfd);
     sk__close(io->loop.wakefd);
+    sk__close(io->loop.timerfd);
     sk__close(io->listen_fd);
     sk__close(io->reserve_fd);
     for (int k = 0; k < io->nchildren; k++)

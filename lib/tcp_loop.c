@@ -698,8 +698,8 @@ static void dispatch(sk_tcp_io *io, struct epoll_event *events, int n, bool drai
       collect_jobs(io);
       continue;
     }
-    if (tag == STOP_TAG)
-      continue;
+    if (tag == STOP_TAG || tag == SK_LOOP_TIMER)
+      continue; /* the loop looks at the stop flag and timers after each batch */
     if (tag == LISTENER_TAG) {
       if (!draining)
         accept_some(io);
@@ -803,7 +803,8 @@ int sk__tcp_io_run(sk_tcp_io *io) {
     goto done;
   }
   while (!atomic_load_explicit(&srv->stop_requested, memory_order_relaxed)) {
-    int n = sk__loop_wait(&io->loop, events, EVENT_BATCH, next_timeout(io));
+    sk__loop_arm(&io->loop, next_timeout(io));
+    int n = sk__loop_wait(&io->loop, events, EVENT_BATCH, -1);
     if (n < 0) {
       rc = sk__fail(SK_ESYS, errno);
       sk_tcp_server_stop(srv);
