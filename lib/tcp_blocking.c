@@ -93,6 +93,7 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd) {
     goto done;
   }
   size_t have = 0;
+  sk_tally tally = {0};
   int64_t idle_deadline = srv->idle_timeout_ms ? now_ms() + srv->idle_timeout_ms : 0;
   for (;;) {
     int r = wait_fd(fd, POLLIN, stopfd, idle_deadline);
@@ -120,13 +121,14 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd) {
           sk__frame_decode((int)srv->framing, in + done, have - done, (size_t)srv->max_message, &f);
       if (rc <= 0)
         break;
-      sk__tcp_serve(srv, fd, in + done + f.offset, f.length, &out);
+      sk__tcp_serve(srv, fd, in + done + f.offset, f.length, &out, &tally);
       done += f.consumed;
       if (srv->idle_timeout_ms)
         idle_deadline = now_ms() + srv->idle_timeout_ms;
     }
     memmove(in, in + done, have - done);
     have -= done;
+    sk__tcp_flush_tally(srv, &tally);
     if (!send_all(srv, fd, &out))
       break;
     if (rc < 0) {

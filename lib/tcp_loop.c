@@ -47,14 +47,14 @@ void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc) {
                             : "NUL byte in a message; closing");
 }
 
-bool sk__tcp_frame_reply(sk_tcp_server *srv, const char *reply, sk_buf **out) {
+bool sk__tcp_frame_reply(sk_tcp_server *srv, const char *reply, sk_buf **out, sk_tally *tally) {
   size_t len = strlen(reply);
   int framing = (int)srv->framing;
   char *dst = len <= UINT32_MAX ? sk__buf_reserve(out, len + sk__frame_overhead(framing)) : NULL;
   if (dst) {
     (*out)->len += (uint32_t)sk__frame_encode(framing, dst, reply, len);
-    sk__tcp_count(srv, SK_STAT_MESSAGES_OUT, 1);
-    sk__tcp_count(srv, SK_STAT_BYTES_OUT, (int64_t)len);
+    tally->out++;
+    tally->bytes_out += len;
   } else {
     sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
     sk__log(SK_LOG_ERROR, "tcp: cannot queue a reply of %zu bytes; dropped", len);
@@ -62,19 +62,20 @@ bool sk__tcp_frame_reply(sk_tcp_server *srv, const char *reply, sk_buf **out) {
   return dst != NULL;
 }
 
-void sk__tcp_serve(sk_tcp_server *srv, int fd, char *payload, size_t len, sk_buf **out) {
+void sk__tcp_serve(sk_tcp_server *srv, int fd, char *payload, size_t len, sk_buf **out,
+                   sk_tally *tally) {
   /* The byte after the payload is always ours (the newline, the next
    * header, or the spare byte after a read), so the request becomes a C
    * string in place, without a copy. */
   char saved = payload[len];
   payload[len] = '\0';
-  sk__tcp_count(srv, SK_STAT_MESSAGES_IN, 1);
-  sk__tcp_count(srv, SK_STAT_BYTES_IN, (int64_t)len);
+  tally->in++;
+  tally->bytes_in += len;
   sk__peer_set_fd(fd);
   const char *reply = srv->service(payload, srv->user);
   /* Copied into *out before any user code runs again on this thread. */
   if (reply) {
-    sk__tcp_frame_reply(srv, reply, out);
+    sk__tcp_frame_reply(srv, reply, out, tally);
     if (srv->reply_free)
       srv->reply_free((void *)reply);
   }
@@ -394,8 +395,8 @@ static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len) {
     q->head = job;
   q->tail = job;
   q->count++;
-  sk__tcp_count(io->srv, SK_STAT_MESSAGES_IN, 1);
-  sk__tcp_count(io->srv, SK_STAT_BYTES_IN, (int64_t)len);
+  io->tally.in++;
+  io->tally.bytes_in += len;
   sk__pool_submit(io->srv->pool, &job->task);
   return true;
 }
@@ -427,7 +428,7 @@ static size_t serve_buffer(sk_tcp_io *io, int fd, sk_conn *c, size_t len, bool *
     }
     *any = true;
     if (!pool) {
-      sk__tcp_serve(srv, fd, buf + done + f.offset, f.length, &io->out);
+      sk__tcp_serve(srv, fd, buf + done + f.offset, f.length, &io->out, &io->tally);
     } else if (!submit_job(io, fd, buf + done + f.offset, f.length)) {
       sk__log(SK_LOG_ERROR, "tcp: out of memory queueing a request; closing connection");
       c->flags |= SK_CONN_CLOSING;
@@ -442,6 +443,7 @@ static size_t serve_buffer(sk_tcp_io *io, int fd, sk_conn *c, size_t len, bool *
 static void process(sk_tcp_io *io, int fd, sk_conn *c, size_t have) {
   bool any = false;
   size_t used = serve_buffer(io, fd, c, have, &any);
+  sk__tcp_flush_tally(io->srv, &io->tally); /* before the client can see replies */
   if (c->flags & SK_CONN_CLOSING) {
     free(c->in);
     c->in = NULL;
@@ -550,10 +552,11 @@ static void collect_jobs(sk_tcp_io *io) {
         q->tail = NULL;
       q->count--;
       if (job->reply)
-        sk__tcp_frame_reply(io->srv, job->reply, &io->out);
+        sk__tcp_frame_reply(io->srv, job->reply, &io->out, &io->tally);
       free(job->reply);
       free(job);
     }
+    sk__tcp_flush_tally(io->srv, &io->tally);
     if (!deliver(io, fd, c) || !settle(io, fd, c))
       continue;
     if ((c->flags & SK_CONN_JOB_PAUSED) && q->count < (uint32_t)io->srv->max_inflight) {
