@@ -47,6 +47,11 @@ static int wait_fd(int fd, short events, int stopfd, int64_t deadline_ms) {
 static bool send_all(sk_tcp_server *srv, int fd, sk_buf **out) {
   int64_t deadline = 0;
   while (*out) {
+    if ((*out)->len == 0) { /* nothing framed (empty RAW replies) */
+      free(*out);
+      *out = NULL;
+      break;
+    }
     ssize_t n = send(fd, sk__buf_bytes(*out), (*out)->len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       sk__buf_consume(out, (size_t)n);

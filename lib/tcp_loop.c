@@ -50,6 +50,10 @@ void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc) {
 bool sk__tcp_frame_reply(sk_tcp_server *srv, const char *reply, sk_buf **out, sk_tally *tally) {
   size_t len = strlen(reply);
   int framing = (int)srv->framing;
+  if (len + sk__frame_overhead(framing) == 0) {
+    tally->out++; /* an empty RAW reply: nothing to send */
+    return true;
+  }
   char *dst = len <= UINT32_MAX ? sk__buf_reserve(out, len + sk__frame_overhead(framing)) : NULL;
   if (dst) {
     (*out)->len += (uint32_t)sk__frame_encode(framing, dst, reply, len);
@@ -71,6 +75,10 @@ void sk__tcp_serve(sk_tcp_server *srv, int fd, char *payload, size_t len, sk_buf
   payload[len] = '\0';
   tally->in++;
   tally->bytes_in += len;
+  /* A forked child whose service crashes never returns to flush: its
+   * request must be counted before the service runs. */
+  if (srv->model == SK_MODEL_PROCESS_PER_CONNECTION)
+    sk__tcp_flush_tally(srv, tally);
   sk__peer_set_fd(fd);
   const char *reply = srv->service(payload, srv->user);
   /* Copied into *out before any user code runs again on this thread. */
@@ -742,9 +750,15 @@ static void drain(sk_tcp_io *io, struct epoll_event *events) {
   sk__loop_del(&io->loop, srv->stopfd);
   if (io->listen_fd >= 0) {
     sk__loop_del(&io->loop, io->listen_fd);
-    if (io->owns_listener)
+    /* A listener shared by several loops (UNIX) may still be in another
+     * loop's hands: it is closed by sk__tcp_io_free once all have ended. */
+    bool shared = srv->nio > 1 && !srv->io[srv->nio - 1].owns_listener;
+    if (!shared) {
       sk__close(io->listen_fd);
-    io->listen_fd = -1;
+      io->listen_fd = -1;
+    } else if (!io->owns_listener) {
+      io->listen_fd = -1;
+    }
   }
   for (int fd = 0; fd < io->conns.cap; fd++) {
     sk_conn *c = sk__conn_get(&io->conns, fd);

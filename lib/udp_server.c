@@ -326,6 +326,9 @@ int sk_udp_server_address(const sk_udp_server *srv, char *buf, size_t size) {
  * the same address, so that a client that connected its socket accepts the
  * reply. Returns the control length to send with. */
 static size_t reply_control(const struct msghdr *in, pktinfo_control *out) {
+  /* The control message goes out at its padded size: no byte of it may be
+   * left unwritten. */
+  memset(out, 0, sizeof *out);
   for (struct cmsghdr *c = CMSG_FIRSTHDR(in); c; c = CMSG_NXTHDR((struct msghdr *)in, c)) {
     struct cmsghdr *o = (struct cmsghdr *)out->buf;
     if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {

@@ -445,7 +445,16 @@ START_TEST(test_write_timeout_closes_client_that_never_reads) {
   sk_test_tcp t;
   ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
   int hog = sk_test_tcp_connect(t.address);
-  flood_without_reading(hog, 64u << 20);
+  /* A stall of the flood can be CPU starvation rather than the server
+   * holding replies: flood again until the server has output waiting, so
+   * that its write timer really runs. */
+  uint64_t buffered = 0, timed_out = 0;
+  for (int round = 0; round < 50 && buffered == 0 && timed_out == 0; round++) {
+    flood_without_reading(hog, 64u << 20);
+    sk_tcp_server_stat(srv, SK_STAT_BYTES_BUFFERED, &buffered);
+    sk_tcp_server_stat(srv, SK_STAT_CONNECTIONS_TIMED_OUT, &timed_out);
+  }
+  ck_assert(buffered > 0 || timed_out > 0);
   ck_assert(sk_test_wait_tcp_stat(srv, SK_STAT_CONNECTIONS_TIMED_OUT, 1, WAIT_MS));
   ck_assert(sk_test_wait_tcp_stat_eq(srv, SK_STAT_BYTES_BUFFERED, 0, WAIT_MS));
   ck_assert(sk_test_wait_tcp_stat_eq(srv, SK_STAT_CONNECTIONS_ACTIVE, 0, WAIT_MS));
