@@ -140,8 +140,9 @@ int sk_test_join(pthread_t thread, int timeout_ms);
 /* The heavy tests' sizes, divided by the environment variable SK_TEST_SCALE
  * (default 1; the valgrind run sets 10): n / scale, but at least `min`. */
 int sk_test_scaled(int n, int min);
-/* True when built with AddressSanitizer or ThreadSanitizer: their
- * allocators bypass malloc's own counters and inflate the resident size. */
+/* True when built with AddressSanitizer or ThreadSanitizer, or running
+ * under valgrind: their allocators bypass malloc's own counters and
+ * inflate the resident size. */
 bool sk_test_sanitized(void);
 /* Raise the soft RLIMIT_NOFILE (and the hard one if it is lower and the
  * process may) to at least `want`. Returns the soft limit now in force. */
