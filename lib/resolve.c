@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
 
@@ -20,6 +21,16 @@ typedef struct host_port {
   char port[6];
   bool bracketed; /* "[...]": an IPv6 literal, never looked up */
 } host_port;
+
+/* "localhost" and names under ".localhost" are the loopback (RFC 6761),
+ * without asking the resolver: a machine without /etc/hosts (a minimal
+ * container or chroot) would otherwise fail to find it. */
+static bool is_localhost(const char *host) {
+  size_t n = strlen(host);
+  static const char suffix[] = ".localhost";
+  return strcasecmp(host, "localhost") == 0 ||
+         (n > sizeof suffix - 1 && strcasecmp(host + n - (sizeof suffix - 1), suffix) == 0);
+}
 
 static int split(const char *address, host_port *out) {
   const char *host = address, *colon;
@@ -89,7 +100,8 @@ int sk__resolve(const char *address, int socktype, sk_addr_list *out) {
     hints.ai_flags |= AI_NUMERICHOST;
   }
   struct addrinfo *list = NULL;
-  int err = getaddrinfo(hp.host[0] ? hp.host : NULL, hp.port, &hints, &list);
+  int err =
+      getaddrinfo(hp.host[0] && !is_localhost(hp.host) ? hp.host : NULL, hp.port, &hints, &list);
   if (err != 0) {
     int os_error = err == EAI_SYSTEM ? errno : 0;
     sk__log(SK_LOG_INFO, "client: cannot resolve %s: %s", address,
