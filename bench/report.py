@@ -169,17 +169,18 @@ def ratio_table(groups, servers, key, title, point_filter=None):
 
 
 def verdict(r, res, bar):
-    """'met' at or under the bar; 'within noise' if over it by less than
-    the resolution; else 'MISSED'."""
+    """Where the ratio r stands against the bar, given the resolution res
+    (in percent): resolved either way, or not."""
     if r is None:
         return "not measured"
-    if r <= bar:
-        return "met"
     if res is None:
-        return "over the bar, unresolved (too few runs)"
-    if (r - bar) * 100 <= res:
-        return "within noise"
-    return "MISSED"
+        return "met" if r <= bar else "over the bar, unresolved (too few runs)"
+    if r + res / 100 <= bar:
+        return "met"
+    if r - res / 100 > bar:
+        return "MISSED"
+    side = "meets" if r <= bar else "is over"
+    return f"median {side} the bar; unresolved"
 
 
 def targets(tcp, udp, idle):
@@ -391,6 +392,7 @@ def write_plot(path, meta, tcp, udp, idle):
     for i, v in enumerate(values):
         ax.text(i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
     ax.set_yscale("log")
+    ax.set_ylim(bottom=10)
     ax.set_title("Server memory per idle TCP connection (bytes, log scale)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     axes[3][1].axis("off")
