@@ -3,12 +3,15 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -178,12 +181,10 @@ fail:
   return rc;
 }
 
-static int timed_join(pthread_t thread, int timeout_ms);
-
 int sk_test_udp_stop(sk_test_udp *t, int timeout_ms) {
   atomic_store(&t->stopping, true);
   sk_udp_server_stop(t->srv);
-  if (timed_join(t->thread, timeout_ms) != 0)
+  if (sk_test_join(t->thread, timeout_ms) != 0)
     return -1000;
   sk_udp_server_destroy(t->srv);
   t->srv = NULL;
@@ -273,7 +274,7 @@ int sk_test_tcp_start(sk_test_tcp *t, const char *address, sk_service service, v
   return sk_test_tcp_start_server(t, srv);
 }
 
-static int timed_join(pthread_t thread, int timeout_ms) {
+int sk_test_join(pthread_t thread, int timeout_ms) {
   struct timespec deadline;
   clock_gettime(CLOCK_REALTIME, &deadline);
   deadline.tv_sec += timeout_ms / 1000;
@@ -288,7 +289,7 @@ static int timed_join(pthread_t thread, int timeout_ms) {
 int sk_test_tcp_stop(sk_test_tcp *t, int timeout_ms) {
   atomic_store(&t->stopping, true);
   sk_tcp_server_stop(t->srv);
-  if (timed_join(t->thread, timeout_ms) != 0)
+  if (sk_test_join(t->thread, timeout_ms) != 0)
     return -1000;
   sk_tcp_server_destroy(t->srv);
   t->srv = NULL;
@@ -475,16 +476,7 @@ int sk_test_free_port(int type) {
   return port;
 }
 
-int sk_test_join(pthread_t thread, int timeout_ms) {
-  return timed_join(thread, timeout_ms);
-}
-
 /* ---- helpers of the reliability tests --------------------------------- */
-/* Their headers are included here, with them, so that the file above stays
- * as it was (support.c is appended to by several changes at once). */
-#include <limits.h>
-#include <malloc.h>
-#include <sys/resource.h>
 
 int sk_test_scaled(int n, int min) {
   const char *env = getenv("SK_TEST_SCALE");
