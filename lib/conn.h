@@ -19,6 +19,14 @@ typedef struct sk_buf {
  * return where they go (commit them by adding to len). NULL if out of
  * memory or the buffer would pass 4 GiB. */
 char *sk__buf_reserve(sk_buf **b, size_t n);
+/* sk__buf_reserve without a call when the room is already there: the
+ * event loop asks once per reply. */
+static inline char *sk__buf_room(sk_buf **bp, size_t n) {
+  sk_buf *b = *bp;
+  if (b && n <= (size_t)(b->cap - b->head - b->len))
+    return b->data + b->head + b->len;
+  return sk__buf_reserve(bp, n);
+}
 /* Append n bytes to *b. 0, or -1 as for sk__buf_reserve. */
 int sk__buf_append(sk_buf **b, const void *bytes, size_t n);
 /* Drop n bytes from the front; frees the buffer when it becomes empty. */

@@ -185,12 +185,13 @@ void sk__tcp_io_free(sk_tcp_io *io);
 int sk__tcp_io_run(sk_tcp_io *io);
 
 /* Shared by the loop and the blocking models. */
-/* Run the service on one message (NUL-terminated in place) and append its
- * framed reply to *out. */
-void sk__tcp_serve(sk_tcp_server *srv, int fd, char *payload, size_t len, sk_buf **out,
-                   sk_tally *tally);
-/* Append a reply, framed, to *out and count it. False if out of memory. */
-bool sk__tcp_frame_reply(sk_tcp_server *srv, const char *reply, sk_buf **out, sk_tally *tally);
+/* Run the service on every whole message at the front of buf[0, len) --
+ * each made a C string in place, so buf[len] must be writable -- appending
+ * the framed replies to *out and counting into *tally. *used receives the
+ * bytes consumed. Returns 0, or SK_EMSGSIZE / SK_EPROTO for the protocol
+ * error that stopped it (at buf + *used). */
+int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t *used, sk_buf **out,
+                      sk_tally *tally);
 void sk__tcp_log_conn(int level, int fd, const char *what);
 /* Count and log a protocol error (SK_EMSGSIZE or SK_EPROTO). */
 void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc);

@@ -118,19 +118,10 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd) {
     if (n == 0)
       break; /* the client is done; its replies are out */
     have += (size_t)n;
-    size_t done = 0;
-    int rc = 0;
-    while (done < have) {
-      sk_frame f;
-      rc =
-          sk__frame_decode((int)srv->framing, in + done, have - done, (size_t)srv->max_message, &f);
-      if (rc <= 0)
-        break;
-      sk__tcp_serve(srv, fd, in + done + f.offset, f.length, &out, &tally);
-      done += f.consumed;
-      if (srv->idle_timeout_ms)
-        idle_deadline = now_ms() + srv->idle_timeout_ms;
-    }
+    size_t done;
+    int rc = sk__tcp_serve_all(srv, fd, in, have, &done, &out, &tally);
+    if (done > 0 && srv->idle_timeout_ms)
+      idle_deadline = now_ms() + srv->idle_timeout_ms;
     memmove(in, in + done, have - done);
     have -= done;
     sk__tcp_flush_tally(srv, &tally);

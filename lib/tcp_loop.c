@@ -47,14 +47,18 @@ void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc) {
                             : "NUL byte in a message; closing");
 }
 
-bool sk__tcp_frame_reply(sk_tcp_server *srv, const char *reply, sk_buf **out, sk_tally *tally) {
+/* Append a reply, framed, to *out and count it. False if out of memory.
+ * Inline, like everything run once per message below: a call each cost
+ * more than the work (bench/profile counts the instructions). */
+static inline bool frame_reply(sk_tcp_server *srv, int framing, const char *reply, sk_buf **out,
+                               sk_tally *tally) {
   size_t len = strlen(reply);
-  int framing = (int)srv->framing;
-  if (len + sk__frame_overhead(framing) == 0) {
+  size_t framed = len + sk__frame_overhead(framing);
+  if (framed == 0) {
     tally->out++; /* an empty RAW reply: nothing to send */
     return true;
   }
-  char *dst = len <= UINT32_MAX ? sk__buf_reserve(out, len + sk__frame_overhead(framing)) : NULL;
+  char *dst = len <= UINT32_MAX ? sk__buf_room(out, framed) : NULL;
   if (dst) {
     (*out)->len += (uint32_t)sk__frame_encode(framing, dst, reply, len);
     tally->out++;
@@ -66,8 +70,8 @@ bool sk__tcp_frame_reply(sk_tcp_server *srv, const char *reply, sk_buf **out, sk
   return dst != NULL;
 }
 
-void sk__tcp_serve(sk_tcp_server *srv, int fd, char *payload, size_t len, sk_buf **out,
-                   sk_tally *tally) {
+static inline void serve_one(sk_tcp_server *srv, int framing, char *payload, size_t len,
+                             sk_buf **out, sk_tally *tally) {
   /* The byte after the payload is always ours (the newline, the next
    * header, or the spare byte after a read), so the request becomes a C
    * string in place, without a copy. */
@@ -79,16 +83,53 @@ void sk__tcp_serve(sk_tcp_server *srv, int fd, char *payload, size_t len, sk_buf
    * request must be counted before the service runs. */
   if (srv->model == SK_MODEL_PROCESS_PER_CONNECTION)
     sk__tcp_flush_tally(srv, tally);
-  sk__peer_set_fd(fd);
   const char *reply = srv->service(payload, srv->user);
   /* Copied into *out before any user code runs again on this thread. */
   if (reply) {
-    sk__tcp_frame_reply(srv, reply, out, tally);
+    frame_reply(srv, framing, reply, out, tally);
     if (srv->reply_free)
       srv->reply_free((void *)reply);
   }
-  sk__peer_clear();
   payload[len] = saved;
+}
+
+/* The loop of sk__tcp_serve_all, inlined twice below: once for a constant
+ * LINE framing with a NUL-free buffer (the common case, where the decoder's
+ * switch and the encoder's branches fold away) and once for the rest. */
+static inline __attribute__((always_inline)) int serve_run(sk_tcp_server *srv, int framing,
+                                                           bool nul_free, char *buf, size_t len,
+                                                           size_t *used, sk_buf **out,
+                                                           sk_tally *tally) {
+  size_t max = (size_t)srv->max_message;
+  size_t done = 0;
+  int rc = 0;
+  while (done < len) {
+    sk_frame f;
+    rc = nul_free ? sk__frame_decode_nul_free(framing, buf + done, len - done, max, &f)
+                  : sk__frame_decode(framing, buf + done, len - done, max, &f);
+    if (rc <= 0)
+      break;
+    serve_one(srv, framing, buf + done + f.offset, f.length, out, tally);
+    done += f.consumed;
+  }
+  *used = done;
+  return rc < 0 ? rc : 0;
+}
+
+int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t *used, sk_buf **out,
+                      sk_tally *tally) {
+  int framing = (int)srv->framing;
+  /* One search for NUL over everything this read brought, instead of one
+   * per message; only a buffer that holds one pays for the checked decoder. */
+  bool nul_free = memchr(buf, '\0', len) == NULL;
+  int rc;
+  sk__peer_set_fd(fd); /* for every message of this read */
+  if (framing == SK_FRAME_LINE && nul_free)
+    rc = serve_run(srv, SK_FRAME_LINE, true, buf, len, used, out, tally);
+  else
+    rc = serve_run(srv, framing, nul_free, buf, len, used, out, tally);
+  sk__peer_clear();
+  return rc;
 }
 
 /* ---- setup ------------------------------------------------------------ */
@@ -417,32 +458,35 @@ static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len) {
 static size_t serve_buffer(sk_tcp_io *io, int fd, sk_conn *c, size_t len, bool *any) {
   sk_tcp_server *srv = io->srv;
   char *buf = io->in;
-  bool pool = srv->pool != NULL;
   size_t done = 0;
-  while (done < len) {
-    if (pool && fifo_count(io, fd) >= (uint32_t)srv->max_inflight) {
-      c->flags |= SK_CONN_JOB_PAUSED;
-      break;
+  int rc = 0;
+  if (!srv->pool) {
+    rc = sk__tcp_serve_all(srv, fd, buf, len, &done, &io->out, &io->tally);
+    *any = done > 0;
+  } else {
+    while (done < len) {
+      if (fifo_count(io, fd) >= (uint32_t)srv->max_inflight) {
+        c->flags |= SK_CONN_JOB_PAUSED;
+        break;
+      }
+      sk_frame f;
+      rc =
+          sk__frame_decode((int)srv->framing, buf + done, len - done, (size_t)srv->max_message, &f);
+      if (rc <= 0)
+        break;
+      *any = true;
+      if (!submit_job(io, fd, buf + done + f.offset, f.length)) {
+        sk__log(SK_LOG_ERROR, "tcp: out of memory queueing a request; closing connection");
+        c->flags |= SK_CONN_CLOSING;
+        return len;
+      }
+      done += f.consumed;
     }
-    sk_frame f;
-    int rc =
-        sk__frame_decode((int)srv->framing, buf + done, len - done, (size_t)srv->max_message, &f);
-    if (rc == 0)
-      break;
-    if (rc < 0) {
-      sk__tcp_protocol_error(srv, fd, rc);
-      c->flags |= SK_CONN_CLOSING;
-      return len;
-    }
-    *any = true;
-    if (!pool) {
-      sk__tcp_serve(srv, fd, buf + done + f.offset, f.length, &io->out, &io->tally);
-    } else if (!submit_job(io, fd, buf + done + f.offset, f.length)) {
-      sk__log(SK_LOG_ERROR, "tcp: out of memory queueing a request; closing connection");
-      c->flags |= SK_CONN_CLOSING;
-      return len;
-    }
-    done += f.consumed;
+  }
+  if (rc < 0) {
+    sk__tcp_protocol_error(srv, fd, rc);
+    c->flags |= SK_CONN_CLOSING;
+    return len;
   }
   return done;
 }
@@ -560,7 +604,7 @@ static void collect_jobs(sk_tcp_io *io) {
         q->tail = NULL;
       q->count--;
       if (job->reply)
-        sk__tcp_frame_reply(io->srv, job->reply, &io->out, &io->tally);
+        frame_reply(io->srv, (int)io->srv->framing, job->reply, &io->out, &io->tally);
       free(job->reply);
       free(job);
     }

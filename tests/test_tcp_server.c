@@ -339,6 +339,40 @@ START_TEST(test_nul_byte_closes_only_that_connection) {
 }
 END_TEST
 
+/* The server looks for NUL once per read: good messages before the bad one
+ * in the same segment are still served, and the bad one is caught wherever
+ * it sits, in every framing. */
+START_TEST(test_nul_byte_after_good_messages_in_one_read) {
+  static const struct {
+    int framing;
+    const char *bytes;
+    size_t len;
+    const char *want;
+    size_t want_len;
+  } cases[] = {
+      {SK_FRAME_LINE, "ok1\nok2\nx\0y\nafter\n", 18, "ok1\nok2\n", 8},
+      {SK_FRAME_LINE, "ok1\r\n\0\n", 7, "ok1\n", 4},
+      {SK_FRAME_LENGTH, "\0\0\0\2ok\0\0\0\2\0k", 12, "\0\0\0\2ok", 6},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    sk_test_tcp t;
+    ck_assert_int_eq(
+        sk_test_tcp_start_server(&t, new_server("127.0.0.1:0", sk_test_echo, cases[i].framing, 16)),
+        SK_OK);
+    int fd = sk_test_tcp_connect(t.address);
+    ck_assert_int_eq(sk_test_send_all(fd, cases[i].bytes, cases[i].len), 0);
+    char got[64];
+    ck_assert_int_eq(sk_test_read_to_eof(fd, got, sizeof got, WAIT_MS), (ssize_t)cases[i].want_len);
+    ck_assert(memcmp(got, cases[i].want, cases[i].want_len) == 0);
+    uint64_t drops = 0;
+    sk_tcp_server_stat(t.srv, SK_STAT_DROPS_NUL, &drops);
+    ck_assert_uint_eq(drops, 1);
+    close(fd);
+    ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+  }
+}
+END_TEST
+
 START_TEST(test_stop_with_clients_connected) {
   int fds_before = sk_test_fd_count();
   sk_test_tcp t;
@@ -428,6 +462,7 @@ static Suite *tcp_suite(void) {
   tcase_add_test(tc, test_reset_mid_message_leaves_others_served);
   tcase_add_test(tc, test_oversize_line_closes_only_that_connection);
   tcase_add_test(tc, test_nul_byte_closes_only_that_connection);
+  tcase_add_test(tc, test_nul_byte_after_good_messages_in_one_read);
   tcase_add_test(tc, test_stop_with_clients_connected);
   tcase_add_test(tc, test_lifecycle_and_options);
   suite_add_tcase(s, tc);
