@@ -19,15 +19,49 @@ void sk__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* True if messages at `level` would reach the handler (to skip formatting). */
 bool sk__log_enabled(int level);
 
-/* Per-thread request state, set around each service call so that
- * sk_peer_address() and sk_peer_sockaddr() can answer. The datagram form
- * copies nothing: the pointer must stay valid until sk__peer_clear(). The
- * stream form records only the descriptor; getpeername() runs lazily, only
- * if the service asks, which keeps the peer address out of per-connection
- * memory. */
-void sk__peer_set_addr(const struct sockaddr *sa, socklen_t len);
-void sk__peer_set_fd(int fd);
-void sk__peer_clear(void);
+/* The request being served, so that sk_peer_address() and
+ * sk_peer_sockaddr() can answer. Each serving thread owns one record and
+ * binds it once (sk__peer_bind); setting and clearing it around service
+ * calls are then plain stores, with no thread-local access per request (in
+ * a shared library every thread-local access is a __tls_get_addr call,
+ * which bench/profile showed per read). The datagram form copies nothing:
+ * the pointer must stay valid until sk__peer_clear(). The stream form
+ * records only the descriptor; getpeername() runs lazily, only if the
+ * service asks, which keeps the peer address out of per-connection memory. */
+typedef struct sk_peer {
+  bool active;
+  bool have_addr;
+  bool have_text;
+  int fd;
+  socklen_t len;
+  const struct sockaddr *addr; /* borrowed (datagram) or &storage (stream) */
+  struct sockaddr_storage storage;
+  char text[SK_ADDRSTRLEN];
+} sk_peer;
+
+/* Make `peer` the calling thread's record (NULL: none); returns the one it
+ * replaces, for the caller to restore when it is done. */
+sk_peer *sk__peer_bind(sk_peer *peer);
+
+static inline void sk__peer_set_addr(sk_peer *p, const struct sockaddr *sa, socklen_t len) {
+  p->active = true;
+  p->have_addr = true;
+  p->have_text = false;
+  p->fd = -1;
+  p->addr = sa;
+  p->len = len;
+}
+
+static inline void sk__peer_set_fd(sk_peer *p, int fd) {
+  p->active = true;
+  p->have_addr = false;
+  p->have_text = false;
+  p->fd = fd;
+}
+
+static inline void sk__peer_clear(sk_peer *p) {
+  p->active = false;
+}
 
 /* close() that keeps errno intact and ignores EINTR (on Linux the descriptor
  * is released even when close is interrupted). Ignores fd < 0. */

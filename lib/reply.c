@@ -74,70 +74,47 @@ const char *sk_replyf(const char *fmt, ...) {
   return NULL;
 }
 
-/* The request being served on this thread. `fd` >= 0 means a stream whose
- * address has not been asked for yet. */
-typedef struct peer_state {
-  bool active;
-  bool have_addr;
-  bool have_text;
-  int fd;
-  socklen_t len;
-  const struct sockaddr *addr; /* borrowed (datagram) or &storage (stream) */
-  struct sockaddr_storage storage;
-  char text[SK__ADDR_TEXT_MAX];
-} peer_state;
+/* The record of the request being served on this thread, if any. */
+static _Thread_local sk_peer *current;
 
-static _Thread_local peer_state peer;
-
-void sk__peer_set_addr(const struct sockaddr *sa, socklen_t len) {
-  peer.active = true;
-  peer.have_addr = true;
-  peer.have_text = false;
-  peer.fd = -1;
-  peer.addr = sa;
-  peer.len = len;
+sk_peer *sk__peer_bind(sk_peer *peer) {
+  sk_peer *was = current;
+  current = peer;
+  return was;
 }
 
-void sk__peer_set_fd(int fd) {
-  peer.active = true;
-  peer.have_addr = false;
-  peer.have_text = false;
-  peer.fd = fd;
-}
-
-void sk__peer_clear(void) {
-  peer.active = false;
-}
-
-static bool peer_resolve(void) {
-  if (!peer.active)
-    return false;
-  if (!peer.have_addr) {
-    socklen_t len = sizeof peer.storage;
-    if (getpeername(peer.fd, (struct sockaddr *)&peer.storage, &len) != 0)
-      return false;
-    peer.addr = (const struct sockaddr *)&peer.storage;
-    peer.len = len;
-    peer.have_addr = true;
+static sk_peer *peer_resolve(void) {
+  sk_peer *p = current;
+  if (!p || !p->active)
+    return NULL;
+  if (!p->have_addr) {
+    socklen_t len = sizeof p->storage;
+    if (getpeername(p->fd, (struct sockaddr *)&p->storage, &len) != 0)
+      return NULL;
+    p->addr = (const struct sockaddr *)&p->storage;
+    p->len = len;
+    p->have_addr = true;
   }
-  return true;
+  return p;
 }
 
 const struct sockaddr *sk_peer_sockaddr(socklen_t *len) {
-  if (!peer_resolve())
+  sk_peer *p = peer_resolve();
+  if (!p)
     return NULL;
   if (len)
-    *len = peer.len;
-  return peer.addr;
+    *len = p->len;
+  return p->addr;
 }
 
 const char *sk_peer_address(void) {
-  if (!peer_resolve())
+  sk_peer *p = peer_resolve();
+  if (!p)
     return NULL;
-  if (!peer.have_text) {
-    if (sk__addr_format(peer.addr, peer.len, peer.text, sizeof peer.text) != 0)
+  if (!p->have_text) {
+    if (sk__addr_format(p->addr, p->len, p->text, sizeof p->text) != 0)
       return NULL;
-    peer.have_text = true;
+    p->have_text = true;
   }
-  return peer.text;
+  return p->text;
 }

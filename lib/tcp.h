@@ -70,6 +70,7 @@ typedef struct sk_tcp_child {
 
 /* One event-loop thread: its listener, connections and working memory. */
 struct sk_tcp_io {
+  sk_peer peer; /* the request being served, for sk_peer_address() */
   sk_tcp_server *srv;
   int index;
   sk_loop loop; /* its wake-up carries pool completions */
@@ -188,10 +189,11 @@ int sk__tcp_io_run(sk_tcp_io *io);
 /* Run the service on every whole message at the front of buf[0, len) --
  * each made a C string in place, so buf[len] must be writable -- appending
  * the framed replies to *out and counting into *tally. *used receives the
- * bytes consumed. Returns 0, or SK_EMSGSIZE / SK_EPROTO for the protocol
- * error that stopped it (at buf + *used). */
+ * bytes consumed. `peer` is the calling thread's bound record (sk__peer_bind),
+ * set to fd around the service calls. Returns 0, or SK_EMSGSIZE / SK_EPROTO
+ * for the protocol error that stopped it (at buf + *used). */
 int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t *used, sk_buf **out,
-                      sk_tally *tally);
+                      sk_tally *tally, sk_peer *peer);
 void sk__tcp_log_conn(int level, int fd, const char *what);
 /* Count and log a protocol error (SK_EMSGSIZE or SK_EPROTO). */
 void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc);

@@ -97,6 +97,8 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd) {
     sk__log(SK_LOG_ERROR, "tcp: out of memory for a connection; closing it");
     goto done;
   }
+  sk_peer peer;
+  sk_peer *was = sk__peer_bind(&peer);
   size_t have = 0;
   sk_tally tally = {0};
   int64_t idle_deadline = srv->idle_timeout_ms ? now_ms() + srv->idle_timeout_ms : 0;
@@ -119,7 +121,7 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd) {
       break; /* the client is done; its replies are out */
     have += (size_t)n;
     size_t done;
-    int rc = sk__tcp_serve_all(srv, fd, in, have, &done, &out, &tally);
+    int rc = sk__tcp_serve_all(srv, fd, in, have, &done, &out, &tally, &peer);
     if (done > 0 && srv->idle_timeout_ms)
       idle_deadline = now_ms() + srv->idle_timeout_ms;
     memmove(in, in + done, have - done);
@@ -133,6 +135,7 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd) {
       break;
     }
   }
+  sk__peer_bind(was);
 done:
   free(out);
   free(in);

@@ -70,13 +70,9 @@ static inline bool frame_reply(sk_tcp_server *srv, int framing, const char *repl
   return dst != NULL;
 }
 
-static inline void serve_one(sk_tcp_server *srv, int framing, char *payload, size_t len,
+/* Run the service on one payload, already a C string, and queue its reply. */
+static inline void serve_one(sk_tcp_server *srv, int framing, const char *payload, size_t len,
                              sk_buf **out, sk_tally *tally) {
-  /* The byte after the payload is always ours (the newline, the next
-   * header, or the spare byte after a read), so the request becomes a C
-   * string in place, without a copy. */
-  char saved = payload[len];
-  payload[len] = '\0';
   tally->in++;
   tally->bytes_in += len;
   /* A forked child whose service crashes never returns to flush: its
@@ -90,45 +86,75 @@ static inline void serve_one(sk_tcp_server *srv, int framing, char *payload, siz
     if (srv->reply_free)
       srv->reply_free((void *)reply);
   }
-  payload[len] = saved;
 }
+
+/* Messages decoded ahead of serving them, at most. */
+#define SERVE_BATCH 32
 
 /* The loop of sk__tcp_serve_all, inlined twice below: once for a constant
  * LINE framing with a NUL-free buffer (the common case, where the decoder's
- * switch and the encoder's branches fold away) and once for the rest. */
+ * switch and the encoder's branches fold away) and once for the rest.
+ *
+ * Requests become C strings in place, without a copy: the byte after each
+ * payload is ours to overwrite (the newline, the next message's header, or
+ * the spare byte after a read). Messages are decoded in batches before any
+ * is served, for two reasons: a header overwritten by the NUL before it has
+ * been read would be lost, and a reply that is the request itself (an echo)
+ * is measured by strlen right after the NUL is stored -- a wide load that
+ * overlaps a byte store still in flight stalls until the store completes
+ * (bench/profile found that stall to be strlen's largest cost). Only the
+ * byte after the last payload of a batch can belong to bytes not consumed
+ * yet, so only it is restored. */
 static inline __attribute__((always_inline)) int serve_run(sk_tcp_server *srv, int framing,
                                                            bool nul_free, char *buf, size_t len,
                                                            size_t *used, sk_buf **out,
                                                            sk_tally *tally) {
   size_t max = (size_t)srv->max_message;
   size_t done = 0;
-  int rc = 0;
-  while (done < len) {
-    sk_frame f;
-    rc = nul_free ? sk__frame_decode_nul_free(framing, buf + done, len - done, max, &f)
-                  : sk__frame_decode(framing, buf + done, len - done, max, &f);
-    if (rc <= 0)
+  int rc = 1;
+  while (rc == 1 && done < len) {
+    size_t at[SERVE_BATCH], length[SERVE_BATCH];
+    size_t pos = done;
+    int n = 0;
+    while (n < SERVE_BATCH && pos < len) {
+      sk_frame f;
+      rc = nul_free ? sk__frame_decode_nul_free(framing, buf + pos, len - pos, max, &f)
+                    : sk__frame_decode(framing, buf + pos, len - pos, max, &f);
+      if (rc != 1)
+        break;
+      at[n] = pos + f.offset;
+      length[n] = f.length;
+      pos += f.consumed;
+      n++;
+    }
+    if (n == 0)
       break;
-    serve_one(srv, framing, buf + done + f.offset, f.length, out, tally);
-    done += f.consumed;
+    char *last_end = buf + at[n - 1] + length[n - 1];
+    char saved = *last_end;
+    for (int i = 0; i < n; i++)
+      buf[at[i] + length[i]] = '\0';
+    for (int i = 0; i < n; i++)
+      serve_one(srv, framing, buf + at[i], length[i], out, tally);
+    *last_end = saved;
+    done = pos;
   }
   *used = done;
   return rc < 0 ? rc : 0;
 }
 
 int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t *used, sk_buf **out,
-                      sk_tally *tally) {
+                      sk_tally *tally, sk_peer *peer) {
   int framing = (int)srv->framing;
   /* One search for NUL over everything this read brought, instead of one
    * per message; only a buffer that holds one pays for the checked decoder. */
   bool nul_free = memchr(buf, '\0', len) == NULL;
   int rc;
-  sk__peer_set_fd(fd); /* for every message of this read */
+  sk__peer_set_fd(peer, fd); /* for every message of this read */
   if (framing == SK_FRAME_LINE && nul_free)
     rc = serve_run(srv, SK_FRAME_LINE, true, buf, len, used, out, tally);
   else
     rc = serve_run(srv, framing, nul_free, buf, len, used, out, tally);
-  sk__peer_clear();
+  sk__peer_clear(peer);
   return rc;
 }
 
@@ -390,7 +416,10 @@ static void job_run(sk_pool_task *task) {
   sk_tcp_io *io = job->io;
   sk_tcp_server *srv = io->srv;
   if (!atomic_load_explicit(&srv->cancel_jobs, memory_order_relaxed)) {
-    sk__peer_set_fd(job->fd);
+    /* Pool threads are shared by every connection and server: bind per job. */
+    sk_peer peer;
+    sk_peer *was = sk__peer_bind(&peer);
+    sk__peer_set_fd(&peer, job->fd);
     const char *reply = srv->service(job->request, srv->user);
     if (reply) {
       /* Copied on this thread, before it runs user code again. */
@@ -403,7 +432,7 @@ static void job_run(sk_pool_task *task) {
       if (srv->reply_free)
         srv->reply_free((void *)reply);
     }
-    sk__peer_clear();
+    sk__peer_bind(was);
   }
   pthread_mutex_lock(&io->done_lock);
   job->next_done = io->done_head;
@@ -461,7 +490,7 @@ static size_t serve_buffer(sk_tcp_io *io, int fd, sk_conn *c, size_t len, bool *
   size_t done = 0;
   int rc = 0;
   if (!srv->pool) {
-    rc = sk__tcp_serve_all(srv, fd, buf, len, &done, &io->out, &io->tally);
+    rc = sk__tcp_serve_all(srv, fd, buf, len, &done, &io->out, &io->tally, &io->peer);
     *any = done > 0;
   } else {
     while (done < len) {
@@ -863,6 +892,7 @@ int sk__tcp_io_run(sk_tcp_io *io) {
     sk_tcp_server_stop(srv);
     goto done;
   }
+  sk_peer *was = sk__peer_bind(&io->peer);
   while (!atomic_load_explicit(&srv->stop_requested, memory_order_relaxed)) {
     sk__loop_arm(&io->loop, next_timeout(io));
     int n = sk__loop_wait(&io->loop, events, EVENT_BATCH, -1);
@@ -880,6 +910,7 @@ int sk__tcp_io_run(sk_tcp_io *io) {
       sk__tcp_join_threads(srv, false);
   }
   drain(io, events);
+  sk__peer_bind(was);
 done:
   free(events);
   return rc;

@@ -64,6 +64,7 @@ typedef struct udp_io {
   struct mmsghdr out[BATCH];
   struct iovec out_iov[BATCH];
   pktinfo_control out_control[BATCH];
+  sk_peer peer; /* the request being served, for sk_peer_address() */
 } udp_io;
 
 struct sk_udp_server {
@@ -471,9 +472,12 @@ static void run_task(sk_pool_task *task) {
     count(srv, SK_STAT_MESSAGES_IN, 1);
     count(srv, SK_STAT_BYTES_IN, t->len);
     const struct sockaddr *from = (const struct sockaddr *)&t->from;
-    sk__peer_set_addr(from, t->from_len);
+    /* Pool threads are shared by every server: bind per task. */
+    sk_peer peer;
+    sk_peer *was = sk__peer_bind(&peer);
+    sk__peer_set_addr(&peer, from, t->from_len);
     const char *reply = srv->service(t->request, srv->user);
-    sk__peer_clear();
+    sk__peer_bind(was);
     if (reply && can_answer(srv, from, t->from_len)) {
       struct iovec iov = {.iov_base = (void *)reply, .iov_len = strlen(reply)};
       struct msghdr out = {.msg_name = &t->from,
@@ -573,9 +577,9 @@ static int serve_ready(udp_io *io) {
       }
       count(srv, SK_STAT_MESSAGES_IN, 1);
       count(srv, SK_STAT_BYTES_IN, len);
-      sk__peer_set_addr(m->msg_name, m->msg_namelen);
+      sk__peer_set_addr(&io->peer, m->msg_name, m->msg_namelen);
       const char *reply = srv->service(m->msg_iov->iov_base, srv->user);
-      sk__peer_clear();
+      sk__peer_clear(&io->peer);
       if (reply)
         queue_reply(io, m, reply);
       release_reply(srv, reply);
@@ -597,6 +601,7 @@ static void *io_loop(void *arg) {
   sk_udp_server *srv = io->srv;
   struct pollfd fds[2] = {{.fd = io->fd, .events = POLLIN}, {.fd = srv->wakefd, .events = POLLIN}};
   int rc = SK_OK;
+  sk_peer *was = sk__peer_bind(&io->peer);
   while (rc == SK_OK && !atomic_load(&srv->stop_requested)) {
     if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR)
@@ -607,6 +612,7 @@ static void *io_loop(void *arg) {
     if (fds[0].revents & (POLLIN | POLLERR))
       rc = serve_ready(io);
   }
+  sk__peer_bind(was);
   if (rc != SK_OK) {
     io->os_error = sk_last_os_error();
     sk_udp_server_stop(srv);

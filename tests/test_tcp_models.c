@@ -1,8 +1,10 @@
 /* test_tcp_models.c -- the TCP server under every concurrency model, and
  * its limits: connections, timeouts, backpressure, descriptors, stop. */
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -194,6 +196,45 @@ START_TEST(test_conformance_every_model) {
 END_TEST
 
 /* start -> stop -> destroy, in every model, leaves nothing behind. */
+/* The service sees the address of the client it is answering, in every
+ * model, also for pipelined requests and with two clients at once. */
+static const char *peer_echo(const char *request, void *user) {
+  (void)user;
+  const char *peer = sk_peer_address();
+  return sk_replyf("%s|%s", request, peer ? peer : "none");
+}
+
+START_TEST(test_peer_address_every_model) {
+  const model_config *cfg = &configs[_i];
+  ck_assert_ptr_null(sk_peer_address()); /* no request on this thread */
+  running r;
+  run_start(&r, cfg, server_for(cfg, "127.0.0.1:0", peer_echo));
+  int fds[2];
+  char want[2][256];
+  size_t want_len[2];
+  for (int c = 0; c < 2; c++) {
+    fds[c] = sk_test_tcp_connect(r.address);
+    ck_assert_int_ge(fds[c], 0);
+    struct sockaddr_in me;
+    socklen_t len = sizeof me;
+    ck_assert_int_eq(getsockname(fds[c], (struct sockaddr *)&me, &len), 0);
+    int port = ntohs(me.sin_port);
+    want_len[c] =
+        (size_t)snprintf(want[c], sizeof want[c], "a|127.0.0.1:%d\nb|127.0.0.1:%d\n", port, port);
+  }
+  for (int c = 0; c < 2; c++)
+    ck_assert_int_eq(sk_test_send_all(fds[c], "a\nb\n", 4), 0);
+  for (int c = 0; c < 2; c++) {
+    char got[256];
+    ck_assert_int_eq(sk_test_read_exact(fds[c], got, want_len[c], WAIT_MS), (ssize_t)want_len[c]);
+    ck_assert_msg(memcmp(got, want[c], want_len[c]) == 0, "%s: got '%.*s', want '%s'", cfg->name,
+                  (int)want_len[c], got, want[c]);
+    close(fds[c]);
+  }
+  run_stop(&r);
+}
+END_TEST
+
 START_TEST(test_start_stop_destroy_every_model) {
   const model_config *cfg = &configs[_i];
   int fds_before = sk_test_fd_count();
@@ -621,6 +662,7 @@ static Suite *models_suite(void) {
   TCase *tc = tcase_create("models");
   tcase_set_timeout(tc, 60);
   tcase_add_loop_test(tc, test_conformance_every_model, 0, NCONFIGS);
+  tcase_add_loop_test(tc, test_peer_address_every_model, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_start_stop_destroy_every_model, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_reply_free_once_per_reply, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_idle_timeout_closes_silent_and_trickling_clients, 0, NCONFIGS);
