@@ -1,6 +1,7 @@
 /* option.c -- the integer-option tables every object uses: one row per
  * option saying where its value lives and which range it accepts. */
 #include <stddef.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -18,7 +19,7 @@ int sk__option_set(void *obj, const sk_option_def *defs, size_t n, int option, l
     return sk__fail(SK_EINVAL, 0);
   if (!settable)
     return sk__fail(SK_ESTATE, 0);
-  *(long long *)((char *)obj + d->offset) = value;
+  memcpy((char *)obj + d->offset, &value, sizeof value);
   return SK_OK;
 }
 
@@ -27,6 +28,6 @@ int sk__option_get(const void *obj, const sk_option_def *defs, size_t n, int opt
   const sk_option_def *d = find(defs, n, option);
   if (!d)
     return sk__fail(SK_EINVAL, 0);
-  *value = *(const long long *)((const char *)obj + d->offset);
+  memcpy(value, (const char *)obj + d->offset, sizeof *value);
   return SK_OK;
 }

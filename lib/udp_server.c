@@ -39,10 +39,13 @@ enum udp_state { UDP_CREATED, UDP_LISTENING, UDP_RUNNING, UDP_DONE };
  * are unused (see sk_udp_server_stat). */
 #define UDP_STAT_COUNT (SK_STAT_DROPS_QUEUE_FULL + 1)
 
-/* Space for either kind of packet-info control message. */
-typedef union pktinfo_control {
-  char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
-  struct cmsghdr align;
+/* Space for either kind of packet-info control message, aligned as the
+ * control-message header must be. (A struct rather than a union with a
+ * struct cmsghdr member: glibc's cmsghdr ends in a flexible array, which
+ * would make this a variable-sized type in the structs that embed it.) */
+typedef struct pktinfo_control {
+  _Alignas(struct cmsghdr) char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
+                                    CMSG_SPACE(sizeof(struct in_pktinfo))];
 } pktinfo_control;
 
 /* One I/O thread: the socket it waits on and its buffers for one batch,
@@ -331,7 +334,7 @@ static size_t reply_control(const struct msghdr *in, pktinfo_control *out) {
    * left unwritten. */
   memset(out, 0, sizeof *out);
   for (struct cmsghdr *c = CMSG_FIRSTHDR(in); c; c = CMSG_NXTHDR((struct msghdr *)in, c)) {
-    struct cmsghdr *o = (struct cmsghdr *)out->buf;
+    struct cmsghdr *o = (struct cmsghdr *)(void *)out->buf; /* aligned: see pktinfo_control */
     if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
       struct in_pktinfo pi;
       memcpy(&pi, CMSG_DATA(c), sizeof pi);

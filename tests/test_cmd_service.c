@@ -229,8 +229,9 @@ static const char *const attacks[] = {
     "ls /tmp/../etc",
     "",
     "   ",
-    "echo 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 "
-    "32 33",
+    /* more arguments than allowed (one literal, split over two lines) */
+    ("echo 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 "
+     "32 33"),
 };
 
 START_TEST(test_injection_and_abuse_refused) {
