@@ -28,6 +28,7 @@ enum sk_tcp_state { SK_TCP_CREATED, SK_TCP_LISTENING, SK_TCP_RUNNING, SK_TCP_DON
 enum {
   SK_CONN_JOB_PAUSED = 1u << 6, /* pool: in-flight limit reached */
   SK_CONN_STOPPING = 1u << 7,   /* server stopping: no more requests */
+  SK_CONN_IN_OFF = 1u << 10,    /* EPOLLIN is not registered (it is at accept) */
 };
 
 /* Message counts gathered in plain memory while one read is served and

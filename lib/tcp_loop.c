@@ -279,7 +279,20 @@ static int update_events(sk_tcp_io *io, int fd, sk_conn *c) {
     events |= EPOLLIN;
   if (c->out)
     events |= EPOLLOUT;
-  return sk__loop_mod(&io->loop, fd, events, (uint64_t)fd);
+  /* Most calls change nothing (a pool completion, a flush that emptied the
+   * buffer it had just filled): skip the system call then. */
+  uint32_t now = (c->flags & SK_CONN_IN_OFF ? 0 : EPOLLIN) |
+                 (c->flags & SK_CONN_WANT_OUT ? (uint32_t)EPOLLOUT : 0);
+  if (events == now)
+    return 0;
+  if (sk__loop_mod(&io->loop, fd, events, (uint64_t)fd) != 0)
+    return -1;
+  c->flags &= ~(uint32_t)(SK_CONN_IN_OFF | SK_CONN_WANT_OUT);
+  if (!(events & EPOLLIN))
+    c->flags |= SK_CONN_IN_OFF;
+  if (events & EPOLLOUT)
+    c->flags |= SK_CONN_WANT_OUT;
+  return 0;
 }
 
 /* Choose the timer that matches the connection's state: waiting for a
@@ -435,10 +448,15 @@ static void job_run(sk_pool_task *task) {
     sk__peer_bind(was);
   }
   pthread_mutex_lock(&io->done_lock);
+  bool first = io->done_head == NULL;
   job->next_done = io->done_head;
   io->done_head = job;
   pthread_mutex_unlock(&io->done_lock);
-  sk__loop_wake(&io->loop);
+  /* One wake-up per batch of completions, not one write per request: the
+   * loop takes the whole list after each wake-up it reads, so a list that
+   * was not empty already has a wake-up on its way. */
+  if (first)
+    sk__loop_wake(&io->loop);
 }
 
 static bool grow_fifos(sk_tcp_io *io, int fd) {
