@@ -11,7 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "frame.h"
 #include "tcp.h"
 
 static int64_t now_ms(void) {

@@ -47,12 +47,12 @@ void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc) {
                             : "NUL byte in a message; closing");
 }
 
-/* Append a reply, framed, to *out and count it. False if out of memory.
- * Inline, like everything run once per message below: a call each cost
- * more than the work (bench/profile counts the instructions). */
-static inline bool frame_reply(sk_tcp_server *srv, int framing, const char *reply, sk_buf **out,
-                               sk_tally *tally) {
-  size_t len = strlen(reply);
+/* Append a reply of `len` bytes, framed, to *out and count it. False if
+ * out of memory. Inline, like everything run once per message below: a
+ * call each cost more than the work (bench/profile counts the
+ * instructions). */
+static inline bool frame_reply(sk_tcp_server *srv, int framing, const char *reply, size_t len,
+                               sk_buf **out, sk_tally *tally) {
   size_t framed = len + sk__frame_overhead(framing);
   if (framed == 0) {
     tally->out++; /* an empty RAW reply: nothing to send */
@@ -82,7 +82,7 @@ static inline void serve_one(sk_tcp_server *srv, int framing, const char *payloa
   const char *reply = srv->service(payload, srv->user);
   /* Copied into *out before any user code runs again on this thread. */
   if (reply) {
-    frame_reply(srv, framing, reply, out, tally);
+    frame_reply(srv, framing, reply, strlen(reply), out, tally);
     if (srv->reply_free)
       srv->reply_free((void *)reply);
   }
@@ -651,7 +651,8 @@ static void collect_jobs(sk_tcp_io *io) {
         q->tail = NULL;
       q->count--;
       if (job->reply)
-        frame_reply(io->srv, (int)io->srv->framing, job->reply, &io->out, &io->tally);
+        frame_reply(io->srv, (int)io->srv->framing, job->reply, job->reply_len, &io->out,
+                    &io->tally);
       free(job->reply);
       free(job);
     }
