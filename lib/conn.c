@@ -5,36 +5,52 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "loop.h"
+
+_Atomic uint64_t sk__buf_bytes_moved;
+
+static void count_moved(size_t n) {
+  atomic_fetch_add_explicit(&sk__buf_bytes_moved, n, memory_order_relaxed);
+}
 
 char *sk__buf_reserve(sk_buf **bp, size_t n) {
   sk_buf *b = *bp;
   size_t len = b ? b->len : 0;
   if (n > UINT32_MAX - len)
     return NULL;
-  if (b && b->head + len + n > b->cap && len + n <= b->cap) {
-    /* Room exists once consumed bytes are dropped from the front. */
+  if (b && (size_t)b->head + len + n <= b->cap)
+    return b->data + b->head + len;
+  if (b && b->head && len + n <= b->cap / 2) {
+    /* Room exists once consumed bytes are dropped from the front. Moving
+     * only while the kept bytes fill at most half the buffer means each
+     * move follows more consumed bytes than it moves: moving costs a
+     * constant per byte passed through, however the reads fall. */
     memmove(b->data, b->data + b->head, len);
+    count_moved(len);
     b->head = 0;
-  } else if (!b || len + n > b->cap) {
-    size_t cap = b ? b->cap : 0;
-    if (cap < 512)
-      cap = 512;
-    while (cap < len + n)
-      cap = cap > UINT32_MAX / 2 ? UINT32_MAX : cap * 2;
-    if (b && b->head) {
-      memmove(b->data, b->data + b->head, len);
-      b->head = 0;
-    }
-    sk_buf *grown = realloc(b, sizeof *grown + cap);
-    if (!grown)
-      return NULL;
-    if (!b)
-      grown->head = grown->len = 0;
-    grown->cap = (uint32_t)cap;
-    *bp = b = grown;
+    return b->data + len;
   }
-  return b->data + b->head + b->len;
+  size_t cap = b ? b->cap : 0;
+  cap = cap < 256 ? 512 : cap > UINT32_MAX / 2 ? UINT32_MAX : cap * 2;
+  while (cap < len + n)
+    cap = cap > UINT32_MAX / 2 ? UINT32_MAX : cap * 2;
+  if (b && b->head) {
+    memmove(b->data, b->data + b->head, len);
+    count_moved(len);
+    b->head = 0;
+  }
+  /* Doubling: realloc copies each byte a constant number of times on
+   * average. */
+  sk_buf *grown = sk__realloc(SK_ALLOC_BUFFER, b, sizeof *grown + cap);
+  if (!grown)
+    return NULL;
+  count_moved(len);
+  if (!b)
+    grown->head = grown->len = 0;
+  grown->cap = (uint32_t)cap;
+  *bp = grown;
+  return grown->data + len;
 }
 
 int sk__buf_append(sk_buf **bp, const void *bytes, size_t n) {
@@ -79,7 +95,7 @@ sk_conn *sk__conn_open(sk_conn_table *t, int fd) {
     int cap = t->cap ? t->cap : 64;
     while (cap <= fd)
       cap *= 2;
-    sk_conn *slots = realloc(t->slots, (size_t)cap * sizeof *slots);
+    sk_conn *slots = sk__realloc(SK_ALLOC_TABLE, t->slots, (size_t)cap * sizeof *slots);
     if (!slots)
       return NULL;
     memset(slots + t->cap, 0, (size_t)(cap - t->cap) * sizeof *slots);

@@ -3,6 +3,7 @@
 #ifndef SK_CONN_H
 #define SK_CONN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,6 +20,10 @@ typedef struct sk_buf {
  * return where they go (commit them by adding to len). NULL if out of
  * memory or the buffer would pass 4 GiB. */
 char *sk__buf_reserve(sk_buf **b, size_t n);
+/* Bytes sk__buf_reserve has moved or copied to make room, process-wide:
+ * tests bound it to show that no input is copied more than a constant
+ * number of times. */
+extern _Atomic uint64_t sk__buf_bytes_moved;
 /* sk__buf_reserve without a call when the room is already there: the
  * event loop asks once per reply. */
 static inline char *sk__buf_room(sk_buf **bp, size_t n) {

@@ -3,9 +3,11 @@
 #ifndef SK_INTERNAL_H
 #define SK_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "sockkit.h"
 
@@ -63,6 +65,22 @@ static inline void sk__peer_clear(sk_peer *p) {
   p->active = false;
 }
 
+/* Allocations of the serving path go through sk__malloc / sk__realloc
+ * with the site they serve, so that a test can make exactly those fail
+ * and check that nothing is lost or confused when memory runs out. */
+enum {
+  SK_ALLOC_BUFFER = 1, /* connection input and output buffers */
+  SK_ALLOC_JOB = 2,    /* a request on its way to the worker pool */
+  SK_ALLOC_REPLY = 3,  /* a pool thread's copy of a reply */
+  SK_ALLOC_TABLE = 4,  /* per-descriptor tables */
+};
+typedef bool (*sk_alloc_fail_fn)(int site, size_t size);
+/* NULL (the default) or a test's hook: true makes that allocation fail.
+ * Process-wide; a test hook only, never set by the library. */
+extern _Atomic(sk_alloc_fail_fn) sk__alloc_fail;
+void *sk__malloc(int site, size_t size);
+void *sk__realloc(int site, void *p, size_t size);
+
 /* close() that keeps errno intact and ignores EINTR (on Linux the descriptor
  * is released even when close is interrupted). Ignores fd < 0. */
 void sk__close(int fd);
@@ -100,9 +118,11 @@ struct sk_addr;
 /* Create a non-blocking, close-on-exec socket of `type` for `addr`, apply
  * the options and bind it. The port-only (wildcard) form binds IPv6 any in
  * dual-stack mode and falls back to IPv4 any (rewriting *addr) on hosts
- * without IPv6. A stale UNIX socket file is replaced; any other file at the
- * path makes it fail with EADDRINUSE. SO_REUSEADDR is set for SOCK_STREAM
- * only: on UDP it would let two servers share a port silently.
+ * without IPv6. A UNIX path that is taken is probed with a connect(): a
+ * stale socket file (nothing bound to it) is replaced; a live socket, or
+ * any file that is not a socket, makes it fail with EADDRINUSE.
+ * SO_REUSEADDR is set for SOCK_STREAM only: on UDP it would let two
+ * servers share a port silently.
  * Returns the descriptor, or SK_ESOCKET / SK_EBIND (OS error recorded). */
 int sk__bind_socket(struct sk_addr *addr, int type, const sk_bind_options *opts);
 
@@ -112,7 +132,30 @@ bool sk__addr_is_wildcard(const struct sockaddr_storage *ss);
 /* True for a UNIX address naming a file (not abstract). */
 bool sk__addr_is_unix_path(const struct sk_addr *addr);
 
-/* Remove the socket file of a UNIX address bound by sk__bind_socket. */
-void sk__unlink_unix_path(const struct sk_addr *addr);
+/* The socket file a server created at a UNIX path: its device and inode,
+ * and an O_PATH descriptor that keeps the inode from being reused. */
+typedef struct sk_unix_file {
+  int fd;
+  dev_t dev;
+  ino_t ino;
+} sk_unix_file;
+
+/* Record the socket file at a UNIX path just bound by sk__bind_socket, for
+ * sk__unlink_unix_path. False (nothing recorded, nothing to release) for
+ * abstract and IP addresses, or if the path no longer names a socket. */
+bool sk__unix_file_record(const struct sk_addr *addr, sk_unix_file *file);
+
+/* Remove the socket file at a UNIX path if the path still names the file
+ * recorded in *file (another server may have replaced it), and release
+ * *file. Call it once for each successful sk__unix_file_record. */
+void sk__unlink_unix_path(const struct sk_addr *addr, sk_unix_file *file);
+
+/* True once this process has forked a child of the process-per-connection
+ * model (tcp_blocking.c); never false again. A child holds copies of every
+ * descriptor the process had open when it was forked, of every server, so
+ * from then on a close() of ours may not be the last reference: no FIN
+ * reaches the peer and the socket stays in any epoll set it was added to.
+ * Connections are then shut down (and taken out of epoll) before close. */
+bool sk__forked(void);
 
 #endif

@@ -15,6 +15,27 @@ static sk_log_fn handler_fn;
 static void *handler_user;
 static atomic_int max_level = SK_LOG_WARN;
 
+/* A fork() while another thread holds the lock would leave it locked for
+ * good in the child, and children of the process-per-connection model log.
+ * So every fork() of the process takes the lock first and both sides
+ * release it. That never makes a fork wait long: the lock guards two loads
+ * or two stores, never a handler call. (Reading the pair without a lock
+ * would need a 16-byte atomic, which libatomic may implement with a lock of
+ * its own, or published copies that can never be freed.) Registered once,
+ * when the library is loaded, so that no fork can come before it. */
+static void lock_for_fork(void) {
+  pthread_mutex_lock(&handler_lock);
+}
+
+static void unlock_after_fork(void) {
+  pthread_mutex_unlock(&handler_lock);
+}
+
+__attribute__((constructor)) static void register_fork_handlers(void) {
+  /* Fails only for lack of memory at load time; logging works regardless. */
+  (void)pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
+}
+
 static void default_handler(int level, const char *message, void *user) {
   static const char *const names[] = {"error", "warning", "info", "debug"};
   (void)user;

@@ -8,16 +8,18 @@
 
 #include "internal.h"
 
-static int64_t monotonic_ms(void) {
+_Atomic int64_t sk__clock_offset_ms;
+
+int64_t sk__clock_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+         atomic_load_explicit(&sk__clock_offset_ms, memory_order_relaxed);
 }
 
 int sk__loop_init(sk_loop *loop) {
   loop->wakefd = loop->timerfd = -1;
   loop->armed = false;
-  loop->epoch_ms = monotonic_ms();
   loop->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (loop->epfd < 0)
     return sk__fail(SK_ESYS, errno);
@@ -43,16 +45,18 @@ void sk__loop_close(sk_loop *loop) {
 void sk__loop_arm(sk_loop *loop, int timeout_ms) {
   if (timeout_ms < 0)
     return; /* an armed timer firing with nothing due costs one wake-up */
-  uint32_t deadline = sk__loop_now(loop) + (uint32_t)timeout_ms;
-  if (loop->armed && !sk__time_before(deadline, loop->armed_at))
+  /* Deadlines are compared in 64 bits and the timerfd is armed relative to
+   * now, so no wrap of any clock can make it fire in the past forever. */
+  int64_t at = sk__clock_ms() + timeout_ms;
+  if (loop->armed && at >= loop->armed_at)
     return;
-  int64_t at = loop->epoch_ms + deadline;
-  struct itimerspec its = {.it_value = {.tv_sec = at / 1000, .tv_nsec = (at % 1000) * 1000000}};
-  if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+  struct itimerspec its = {
+      .it_value = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000}};
+  if (timeout_ms == 0)
     its.it_value.tv_nsec = 1; /* zero would disarm */
-  if (timerfd_settime(loop->timerfd, TFD_TIMER_ABSTIME, &its, NULL) == 0) {
+  if (timerfd_settime(loop->timerfd, 0, &its, NULL) == 0) {
     loop->armed = true;
-    loop->armed_at = deadline;
+    loop->armed_at = at;
   }
 }
 
@@ -89,8 +93,4 @@ int sk__loop_wait(sk_loop *loop, struct epoll_event *events, int max, int timeou
 
 void sk__loop_wake(sk_loop *loop) {
   sk__wake(loop->wakefd);
-}
-
-uint32_t sk__loop_now(const sk_loop *loop) {
-  return (uint32_t)(monotonic_ms() - loop->epoch_ms);
 }

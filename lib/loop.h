@@ -1,8 +1,9 @@
-/* loop.h -- internal: a small epoll reactor with an eventfd wake-up and a
- * millisecond clock for timers. */
+/* loop.h -- internal: a small epoll reactor with an eventfd wake-up, a
+ * timerfd for deadlines, and the library's millisecond clock. */
 #ifndef SK_LOOP_H
 #define SK_LOOP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/epoll.h>
@@ -23,8 +24,7 @@ typedef struct sk_loop {
    * or has fired: rarely, since deadlines mostly move later. */
   int timerfd;
   bool armed;
-  uint32_t armed_at;
-  int64_t epoch_ms; /* CLOCK_MONOTONIC at creation; timers count from it */
+  int64_t armed_at; /* sk__clock_ms() at which the timerfd fires */
 } sk_loop;
 
 /* epoll data values that mark the wake-up and timer descriptors. */
@@ -52,9 +52,21 @@ int sk__loop_wait(sk_loop *loop, struct epoll_event *events, int max, int timeou
 /* Wake the loop from any thread or a signal handler. */
 void sk__loop_wake(sk_loop *loop);
 
-/* Milliseconds since the loop was created, for timer deadlines. 32 bits
- * wrap after 49 days; compare deadlines with sk__time_before. */
-uint32_t sk__loop_now(const sk_loop *loop);
+/* The library's clock: CLOCK_MONOTONIC in milliseconds, plus
+ * sk__clock_offset_ms. 64 bits never wrap. */
+int64_t sk__clock_ms(void);
+
+/* Added to every reading of sk__clock_ms(). Zero; tests move it to put the
+ * clock just before a 32-bit wrap (process-wide, a test hook only). */
+extern _Atomic int64_t sk__clock_offset_ms;
+
+/* The clock in 32 bits, for deadlines kept in small structures (a
+ * connection's timer). It wraps every 49.7 days: compare such deadlines
+ * only with sk__time_before, and keep them less than 2^31 ms ahead. */
+static inline uint32_t sk__loop_now(const sk_loop *loop) {
+  (void)loop;
+  return (uint32_t)sk__clock_ms();
+}
 
 static inline int sk__time_before(uint32_t a, uint32_t b) {
   return (int32_t)(a - b) < 0;

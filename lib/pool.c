@@ -4,19 +4,26 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "loop.h"
 
 struct sk_pool {
   pthread_mutex_t lock;
-  pthread_cond_t ready;
+  pthread_cond_t ready;  /* a task was queued, or the pool closes */
+  pthread_cond_t exited; /* a worker ended or finished a task */
   sk_pool_task *head;
   sk_pool_task *tail;
   bool closing;
+  bool abandoned; /* closed with workers left in a task: the last frees it */
+  void (*done)(void *);
+  void *done_arg;
   int threads;
+  int alive;   /* workers that have not ended */
+  int in_task; /* workers running a task */
   pthread_t *ids;
 };
 
@@ -35,6 +42,14 @@ int sk__thread_start(pthread_t *thread, void *(*fn)(void *), void *arg) {
   return rc;
 }
 
+static void pool_free(sk_pool *p) {
+  pthread_cond_destroy(&p->exited);
+  pthread_cond_destroy(&p->ready);
+  pthread_mutex_destroy(&p->lock);
+  free(p->ids);
+  free(p);
+}
+
 static void *worker(void *arg) {
   sk_pool *p = arg;
   pthread_mutex_lock(&p->lock);
@@ -47,11 +62,25 @@ static void *worker(void *arg) {
     p->head = t->next;
     if (!p->head)
       p->tail = NULL;
+    p->in_task++;
     pthread_mutex_unlock(&p->lock);
     t->run(t);
     pthread_mutex_lock(&p->lock);
+    p->in_task--;
+    if (p->closing)
+      pthread_cond_broadcast(&p->exited);
   }
+  p->alive--;
+  bool last = p->alive == 0 && p->abandoned;
+  pthread_cond_broadcast(&p->exited);
   pthread_mutex_unlock(&p->lock);
+  if (last) {
+    void (*done)(void *) = p->done;
+    void *done_arg = p->done_arg;
+    pool_free(p);
+    if (done)
+      done(done_arg);
+  }
   return NULL;
 }
 
@@ -64,10 +93,21 @@ int sk__pool_create(sk_pool **out, int threads) {
   }
   pthread_mutex_init(&p->lock, NULL);
   pthread_cond_init(&p->ready, NULL);
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&p->exited, &attr);
+  pthread_condattr_destroy(&attr);
   for (int i = 0; i < threads; i++) {
+    pthread_mutex_lock(&p->lock);
+    p->alive++;
+    pthread_mutex_unlock(&p->lock);
     int rc = sk__thread_start(&p->ids[i], worker, p);
     if (rc != 0) {
-      sk__pool_destroy(p);
+      pthread_mutex_lock(&p->lock);
+      p->alive--;
+      pthread_mutex_unlock(&p->lock);
+      sk__pool_close(p, 0, NULL, NULL);
       return sk__fail(SK_ESYS, rc);
     }
     p->threads++;
@@ -88,17 +128,49 @@ void sk__pool_submit(sk_pool *p, sk_pool_task *t) {
   pthread_mutex_unlock(&p->lock);
 }
 
-void sk__pool_destroy(sk_pool *p) {
+bool sk__pool_close(sk_pool *p, int64_t deadline_ms, void (*done)(void *), void *arg) {
   if (!p)
-    return;
+    return true;
   pthread_mutex_lock(&p->lock);
   p->closing = true;
   pthread_cond_broadcast(&p->ready);
+  while (p->alive > 0) {
+    int64_t left = deadline_ms - sk__clock_ms();
+    if (left <= 0) {
+      /* Out of time: idle workers end at once; wait only for them. */
+      if (p->alive == p->in_task)
+        break;
+      pthread_cond_wait(&p->exited, &p->lock);
+      continue;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += (time_t)(left / 1000);
+    until.tv_nsec += (long)(left % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&p->exited, &p->lock, &until);
+  }
+  if (p->alive > 0) {
+    /* Detaching a worker that has ended already releases it, as a join
+     * would; the others release themselves when they end. */
+    for (int i = 0; i < p->threads; i++)
+      pthread_detach(p->ids[i]);
+    p->abandoned = true;
+    p->done = done;
+    p->done_arg = arg;
+    int left = p->alive;
+    pthread_mutex_unlock(&p->lock);
+    sk__log(SK_LOG_WARN, "pool: %d service call(s) still running after the drain timeout; "
+                         "left to finish on their own",
+            left);
+    return false;
+  }
   pthread_mutex_unlock(&p->lock);
   for (int i = 0; i < p->threads; i++)
     pthread_join(p->ids[i], NULL);
-  pthread_cond_destroy(&p->ready);
-  pthread_mutex_destroy(&p->lock);
-  free(p->ids);
-  free(p);
+  pool_free(p);
+  return true;
 }

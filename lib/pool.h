@@ -4,6 +4,8 @@
 #define SK_POOL_H
 
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 /* A unit of work; embed it in a larger struct. Submitting never allocates. */
 typedef struct sk_pool_task {
@@ -21,8 +23,14 @@ int sk__pool_create(sk_pool **out, int threads);
 /* Queue a task; a worker runs task->run(task) soon. Thread-safe. */
 void sk__pool_submit(sk_pool *pool, sk_pool_task *task);
 
-/* Let the workers finish every queued task, then join and free them. */
-void sk__pool_destroy(sk_pool *pool);
+/* Let the workers finish every queued task, then end them. Waits until
+ * every worker has ended, but past deadline_ms (on sk__clock_ms) no longer
+ * for one that is inside a task: a task that never returns must not hold
+ * up a stop. Returns true if every worker ended (the pool is freed).
+ * Otherwise the workers still in a task are left running, detached; the
+ * last of them frees the pool and then calls done(arg), on its thread, so
+ * that the owner can free what those tasks use. A pool that is NULL: true. */
+bool sk__pool_close(sk_pool *pool, int64_t deadline_ms, void (*done)(void *), void *arg);
 
 /* Number of online CPUs (at least 1): the default pool and loop size. */
 int sk__cpu_count(void);

@@ -15,7 +15,7 @@
 #include "loop.h"
 #include "pool.h"
 
-/* Bytes one read may bring beyond the largest message it completes. */
+/* Bytes one read may bring (RAW framing: at most the largest message). */
 #define SK_TCP_READ_CHUNK 65536
 /* How long a closing connection may take to send its EOF after ours. */
 #define SK_TCP_LINGER_MS 2000
@@ -29,7 +29,12 @@ enum {
   SK_CONN_JOB_PAUSED = 1u << 6, /* pool: in-flight limit reached */
   SK_CONN_STOPPING = 1u << 7,   /* server stopping: no more requests */
   SK_CONN_IN_OFF = 1u << 10,    /* EPOLLIN is not registered (it is at accept) */
+  SK_CONN_BROKEN = 1u << 11,    /* a reply was lost: no later one may be sent */
 };
+
+/* sk__tcp_serve_all stopped because the output reached its limit; the
+ * messages after *used are left for when the output has drained. */
+#define SK_TCP_SERVE_FULL 1
 
 /* Message counts gathered in plain memory while one read is served and
  * added to the shared counters once per read: four atomic additions per
@@ -41,11 +46,17 @@ typedef struct sk_tally {
 typedef struct sk_tcp_job sk_tcp_job;
 typedef struct sk_tcp_io sk_tcp_io;
 
-/* Requests of one connection handed to the pool, oldest first. */
+/* Requests of one connection handed to the pool, oldest first, and who
+ * the connection's client is: taken at accept, so a job never has to ask
+ * the kernel about a descriptor that may by then belong to someone else. */
 typedef struct sk_job_fifo {
   sk_tcp_job *head;
   sk_tcp_job *tail;
   uint32_t count;
+  int32_t next_touched; /* collect_jobs' list of FIFOs with completions */
+  bool touched;
+  socklen_t peer_len;
+  struct sockaddr_storage peer;
 } sk_job_fifo;
 
 /* A request travelling to the pool and its reply travelling back. */
@@ -57,10 +68,12 @@ struct sk_tcp_job {
   int fd;
   bool done;     /* loop thread only: the reply is back */
   bool orphaned; /* loop thread only: the connection closed meanwhile */
+  bool failed;   /* the reply could not be copied: the connection must end */
   char *reply;   /* malloc'd copy, or NULL for no reply */
   size_t reply_len;
-  size_t request_len;
-  char request[]; /* NUL-terminated copy */
+  socklen_t peer_len;
+  struct sockaddr_storage peer; /* the client, as it was at accept */
+  char request[];               /* NUL-terminated copy */
 };
 
 /* A child of the process-per-connection model. */
@@ -73,7 +86,6 @@ typedef struct sk_tcp_child {
 struct sk_tcp_io {
   sk_peer peer; /* the request being served, for sk_peer_address() */
   sk_tcp_server *srv;
-  int index;
   sk_loop loop; /* its wake-up carries pool completions */
   int listen_fd;
   bool owns_listener; /* false where loops share one UNIX listener */
@@ -84,8 +96,10 @@ struct sk_tcp_io {
   bool thread_started;
   int rc;
 
-  /* Reads land in `in` behind the carried bytes of an incomplete message;
-   * replies of one read collect in `out` and leave in one send. */
+  /* Reads land in `in`; the bytes a read leaves unserved (an incomplete
+   * message, or messages held back while output drains) move to the
+   * connection's own buffer, where later reads are appended. Replies of one
+   * read collect in `out` and leave in one send. */
   char *in;
   size_t in_size;
   sk_buf *out;
@@ -97,8 +111,6 @@ struct sk_tcp_io {
   int fifo_cap;
   pthread_mutex_t done_lock;
   sk_tcp_job *done_head;
-  int *touched; /* descriptors with completions, scratch of collect_jobs */
-  int touched_cap;
 
   /* Process-per-connection model. */
   sk_tcp_child *children;
@@ -110,7 +122,8 @@ struct sk_tcp_io {
 typedef struct sk_conn_thread {
   pthread_t id;
   sk_tcp_server *srv;
-  int fd;
+  int fd;        /* closed under threads_lock */
+  bool detached; /* left running past the drain time */
   struct sk_conn_thread *next;
 } sk_conn_thread;
 
@@ -137,14 +150,17 @@ struct sk_tcp_server {
   long long drain_timeout_ms;
   long long max_inflight;
 
-  enum sk_tcp_state state;
+  _Atomic int state; /* sk_tcp_state; read by the thread-safe queries */
   atomic_bool stop_requested;
+  _Atomic int64_t drain_deadline; /* sk__clock_ms() when a stop's drain ends; 0 before */
   atomic_bool cancel_jobs; /* drain time is over: queued jobs skip the service */
   /* Never drained: once written, every loop and connection thread sees it
    * readable, which is what makes stop sticky and reach them all. */
   int stopfd;
   bool started; /* threads run that destroy must join */
   bool unlink_path;
+  /* The socket file unlink_path removes. */
+  sk_unix_file unix_file;
   bool nodelay; /* TCP (not UNIX): replies must not wait for Nagle */
 
   int nio;
@@ -154,6 +170,11 @@ struct sk_tcp_server {
   pthread_mutex_t threads_lock;
   sk_conn_thread *live_threads;
   sk_conn_thread *finished_threads;
+  /* Service calls left running past the drain time (each connection
+   * thread, or the pool as one): the server's memory outlives them, and the
+   * last one to end frees it if destroy came first. Under threads_lock. */
+  int stragglers;
+  bool destroyed;
 
   struct sockaddr_storage bound;
   socklen_t bound_len;
@@ -181,33 +202,46 @@ static inline void sk__tcp_flush_tally(sk_tcp_server *srv, sk_tally *t) {
   *t = (sk_tally){0};
 }
 
+/* tcp_server.c */
+/* When the drain after a stop ends: fixed by the first to ask after the
+ * stop, so every loop and thread keeps the same time. */
+int64_t sk__tcp_drain_deadline(sk_tcp_server *srv);
+/* A straggler has ended (see `stragglers`); may free the server. */
+void sk__tcp_server_release(sk_tcp_server *srv);
+
 /* tcp_loop.c */
-int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv, int index);
+int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv);
 void sk__tcp_io_free(sk_tcp_io *io);
 int sk__tcp_io_run(sk_tcp_io *io);
 
 /* Shared by the loop and the blocking models. */
 /* Run the service on every whole message at the front of buf[0, len) --
  * each made a C string in place, so buf[len] must be writable -- appending
- * the framed replies to *out and counting into *tally. *used receives the
- * bytes consumed. `peer` is the calling thread's bound record (sk__peer_bind),
- * set to fd around the service calls. Returns 0, or SK_EMSGSIZE / SK_EPROTO
- * for the protocol error that stopped it (at buf + *used). */
-int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t *used, sk_buf **out,
-                      sk_tally *tally, sk_peer *peer);
+ * the framed replies to *out and counting into *tally, until *out holds
+ * `limit` bytes. *used receives the bytes consumed. `peer` is the calling
+ * thread's bound record (sk__peer_bind), set to fd around the service
+ * calls. Returns 0 (every whole message served), SK_TCP_SERVE_FULL (the
+ * output reached the limit), SK_ENOMEM (a reply could not be queued: the
+ * connection must end after the replies before it) or SK_EMSGSIZE /
+ * SK_EPROTO for the protocol error that stopped it (at buf + *used). */
+int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t limit,
+                      size_t *used, sk_buf **out, sk_tally *tally, sk_peer *peer);
+/* Count and log what made sk__tcp_serve_all fail (its negative result). */
+void sk__tcp_serve_failed(sk_tcp_server *srv, int fd, int rc);
 void sk__tcp_log_conn(int level, int fd, const char *what);
 /* Count and log a protocol error (SK_EMSGSIZE or SK_EPROTO). */
 void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc);
 
 /* tcp_blocking.c */
 /* Serve one connection to the end on the calling thread (thread and
- * process models). Closes fd. stopfd < 0: no stop signal to watch. */
+ * process models); the caller closes fd. stopfd < 0: no stop to watch. */
 void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd);
 /* Thread model: start a thread for fd, or close it. */
 void sk__tcp_spawn_thread(sk_tcp_server *srv, int fd);
-/* Thread model: join threads that have finished (all of them if `all`,
- * waiting for the rest). */
-void sk__tcp_join_threads(sk_tcp_server *srv, bool all);
+/* Thread model: join threads that have finished. deadline_ms >= 0: wait
+ * for the others until then; those still running after it are cut off
+ * from their clients and left to end on their own (stragglers). */
+void sk__tcp_join_threads(sk_tcp_server *srv, int64_t deadline_ms);
 /* Process model: fork a child for fd (closed in the parent). */
 void sk__tcp_spawn_child(sk_tcp_io *io, int fd);
 /* Process model: reap children that have exited. */

@@ -13,19 +13,13 @@
 
 #include "tcp.h"
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait until fd is ready for `events`, stop is signalled, or deadline_ms
  * (0: none) passes. Returns 1 ready, 0 timed out, -1 stopped or error. */
 static int wait_fd(int fd, short events, int stopfd, int64_t deadline_ms) {
   for (;;) {
     int timeout = -1;
     if (deadline_ms) {
-      int64_t left = deadline_ms - now_ms();
+      int64_t left = deadline_ms - sk__clock_ms();
       if (left <= 0)
         return 0;
       timeout = left > 60000 ? 60000 : (int)left;
@@ -41,10 +35,12 @@ static int wait_fd(int fd, short events, int stopfd, int64_t deadline_ms) {
   }
 }
 
-/* Send all of out within the write timeout. False if the client is gone
- * or stalled. */
-static bool send_all(sk_tcp_server *srv, int fd, sk_buf **out) {
+/* Send all of out within the write timeout; once the server stops, within
+ * the drain time too. False if the client is gone or stalled, or the drain
+ * time is over. */
+static bool send_all(sk_tcp_server *srv, int fd, sk_buf **out, int stopfd) {
   int64_t deadline = 0;
+  bool stopping = false;
   while (*out) {
     if ((*out)->len == 0) { /* nothing framed (empty RAW replies) */
       free(*out);
@@ -64,11 +60,21 @@ static bool send_all(sk_tcp_server *srv, int fd, sk_buf **out) {
       return false;
     }
     if (!deadline)
-      deadline = srv->write_timeout_ms ? now_ms() + srv->write_timeout_ms : 0;
-    /* Stop does not cut owed replies short: only the write timeout does. */
-    int r = wait_fd(fd, POLLOUT, -1, deadline);
+      deadline = srv->write_timeout_ms ? sk__clock_ms() + srv->write_timeout_ms : 0;
+    int64_t until = deadline;
+    if (stopping) {
+      int64_t drain = sk__tcp_drain_deadline(srv);
+      if (!until || drain < until)
+        until = drain;
+    }
+    int r = wait_fd(fd, POLLOUT, stopping ? -1 : stopfd, until);
+    if (r < 0 && !stopping && atomic_load(&srv->stop_requested)) {
+      stopping = true; /* owed replies get the drain time, no more */
+      continue;
+    }
     if (r <= 0) {
-      sk__tcp_count(srv, SK_STAT_CONNECTIONS_TIMED_OUT, 1);
+      if (!stopping)
+        sk__tcp_count(srv, SK_STAT_CONNECTIONS_TIMED_OUT, 1);
       return false;
     }
   }
@@ -77,30 +83,29 @@ static bool send_all(sk_tcp_server *srv, int fd, sk_buf **out) {
 
 /* After a protocol error: our FIN, then discard input until the client's
  * EOF or the linger time, so owed replies are not destroyed by a reset. */
-static void linger_close(int fd, char *buf, size_t size) {
+static void linger_close(int fd, int stopfd) {
   if (shutdown(fd, SHUT_WR) != 0)
     return;
-  int64_t deadline = now_ms() + SK_TCP_LINGER_MS;
-  while (wait_fd(fd, POLLIN, -1, deadline) == 1) {
-    ssize_t n = read(fd, buf, size);
+  char buf[4096];
+  int64_t deadline = sk__clock_ms() + SK_TCP_LINGER_MS;
+  while (wait_fd(fd, POLLIN, stopfd, deadline) == 1) {
+    ssize_t n = read(fd, buf, sizeof buf);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
       break;
   }
 }
 
 void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd) {
-  size_t size = (size_t)srv->max_message + 8 + SK_TCP_READ_CHUNK;
-  char *in = malloc(size + 1);
-  sk_buf *out = NULL;
-  if (!in) {
-    sk__log(SK_LOG_ERROR, "tcp: out of memory for a connection; closing it");
-    goto done;
-  }
+  /* RAW: one read is one message, so a read never takes more than a
+   * message may hold. Input lives in a buffer that grows in place, so
+   * each byte of a large message is copied a constant number of times. */
+  size_t chunk = srv->framing == SK_FRAME_RAW ? (size_t)srv->max_message : SK_TCP_READ_CHUNK;
+  size_t high = (size_t)srv->high_water;
+  sk_buf *in = NULL, *out = NULL;
   sk_peer peer;
   sk_peer *was = sk__peer_bind(&peer);
-  size_t have = 0;
   sk_tally tally = {0};
-  int64_t idle_deadline = srv->idle_timeout_ms ? now_ms() + srv->idle_timeout_ms : 0;
+  int64_t idle_deadline = srv->idle_timeout_ms ? sk__clock_ms() + srv->idle_timeout_ms : 0;
   for (;;) {
     int r = wait_fd(fd, POLLIN, stopfd, idle_deadline);
     if (r == 0) {
@@ -109,7 +114,13 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd) {
     }
     if (r < 0)
       break; /* stopped: every reply owed was sent already */
-    ssize_t n = read(fd, in + have, size - have);
+    char *dst = sk__buf_reserve(&in, chunk + 1); /* + the NUL after the last message */
+    if (!dst) {
+      sk__log(SK_LOG_ERROR, "tcp: out of memory for a connection's input; closing it");
+      sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
+      break;
+    }
+    ssize_t n = read(fd, dst, chunk);
     if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
       continue;
     if (n < 0) {
@@ -118,27 +129,33 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd) {
     }
     if (n == 0)
       break; /* the client is done; its replies are out */
-    have += (size_t)n;
-    size_t done;
-    int rc = sk__tcp_serve_all(srv, fd, in, have, &done, &out, &tally, &peer);
-    if (done > 0 && srv->idle_timeout_ms)
-      idle_deadline = now_ms() + srv->idle_timeout_ms;
-    memmove(in, in + done, have - done);
-    have -= done;
-    sk__tcp_flush_tally(srv, &tally);
-    if (!send_all(srv, fd, &out))
-      break;
+    in->len += (uint32_t)n;
+    int rc;
+    do {
+      /* At most one reply past the high-water mark is queued; it is sent
+       * before more messages are taken from the input. */
+      size_t used = 0;
+      rc = sk__tcp_serve_all(srv, fd, sk__buf_bytes(in), in->len, high, &used, &out, &tally,
+                             &peer);
+      if (used > 0) {
+        sk__buf_consume(&in, used);
+        if (srv->idle_timeout_ms)
+          idle_deadline = sk__clock_ms() + srv->idle_timeout_ms;
+      }
+      sk__tcp_flush_tally(srv, &tally);
+      if (!send_all(srv, fd, &out, stopfd))
+        goto done;
+    } while (rc == SK_TCP_SERVE_FULL && in && !atomic_load(&srv->stop_requested));
     if (rc < 0) {
-      sk__tcp_protocol_error(srv, fd, rc);
-      linger_close(fd, in, size);
+      sk__tcp_serve_failed(srv, fd, rc);
+      linger_close(fd, stopfd);
       break;
     }
   }
-  sk__peer_bind(was);
 done:
+  sk__peer_bind(was);
   free(out);
   free(in);
-  sk__close(fd);
 }
 
 /* ---- thread per connection -------------------------------------------- */
@@ -148,16 +165,29 @@ static void *conn_thread_main(void *arg) {
   sk_tcp_server *srv = t->srv;
   sk__tcp_serve_blocking(srv, t->fd, srv->stopfd);
   atomic_fetch_sub(&srv->active, 1);
-  /* Move to the finished list, where the event loop joins it. */
   pthread_mutex_lock(&srv->threads_lock);
+  /* Closed under the lock: a stop past its drain time shuts the sockets of
+   * threads still running down, and must never reach a reused number. */
+  if (sk__forked())
+    (void)shutdown(t->fd, SHUT_RDWR); /* a forked child may hold a copy */
+  sk__close(t->fd);
+  t->fd = -1;
   for (sk_conn_thread **p = &srv->live_threads; *p; p = &(*p)->next)
     if (*p == t) {
       *p = t->next;
       break;
     }
-  t->next = srv->finished_threads;
-  srv->finished_threads = t;
+  bool detached = t->detached;
+  if (detached) {
+    free(t);
+  } else {
+    /* Move to the finished list, where the event loop joins it. */
+    t->next = srv->finished_threads;
+    srv->finished_threads = t;
+  }
   pthread_mutex_unlock(&srv->threads_lock);
+  if (detached)
+    sk__tcp_server_release(srv); /* may free the server: touch nothing after */
   return NULL;
 }
 
@@ -184,7 +214,7 @@ void sk__tcp_spawn_thread(sk_tcp_server *srv, int fd) {
   sk__tcp_count(srv, SK_STAT_CONNECTIONS_REJECTED, 1);
 }
 
-void sk__tcp_join_threads(sk_tcp_server *srv, bool all) {
+void sk__tcp_join_threads(sk_tcp_server *srv, int64_t deadline_ms) {
   for (;;) {
     pthread_mutex_lock(&srv->threads_lock);
     sk_conn_thread *done = srv->finished_threads;
@@ -196,29 +226,72 @@ void sk__tcp_join_threads(sk_tcp_server *srv, bool all) {
       pthread_join(done->id, NULL);
       free(done);
     }
-    if (!all || !live)
+    if (deadline_ms < 0 || !live)
       return;
-    /* Live threads watch the stop descriptor and end soon after it. */
+    if (sk__clock_ms() >= deadline_ms)
+      break;
+    /* Live threads watch the stop descriptor and end soon after it, or at
+     * the drain deadline if their client does not take its replies. */
     struct timespec pause = {0, 2 * 1000 * 1000};
     nanosleep(&pause, NULL);
   }
+  /* Past the drain time, what still runs is a service call: its client is
+   * cut off now, and the thread is left to end on its own. */
+  int left = 0;
+  pthread_mutex_lock(&srv->threads_lock);
+  for (sk_conn_thread *t = srv->live_threads; t; t = t->next) {
+    if (t->detached)
+      continue;
+    (void)shutdown(t->fd, SHUT_RDWR);
+    pthread_detach(t->id);
+    t->detached = true;
+    srv->stragglers++;
+    left++;
+  }
+  pthread_mutex_unlock(&srv->threads_lock);
+  if (left)
+    sk__log(SK_LOG_WARN,
+            "tcp: %d service call(s) still running after the drain timeout; "
+            "left to finish on their own",
+            left);
 }
 
 /* ---- process per connection ------------------------------------------- */
 
-/* In the child: close every descriptor of this server but the client's. */
+/* Set before the first fork and never cleared: see sk__forked. One flag
+ * read where connections close costs nothing, and it covers descriptors
+ * of every kind and every server, which a child closing them could not:
+ * it would need a registry of all servers and a consistent view of their
+ * connection tables at the instant of fork(), while other threads accept
+ * and close (and a lock taken around fork() by every loop thread). The
+ * forking server's own connections never need it: each is held by its
+ * child alone. */
+static atomic_bool forked;
+
+bool sk__forked(void) {
+  return atomic_load_explicit(&forked, memory_order_relaxed);
+}
+
+/* In the child: close every descriptor of this server but the client's,
+ * and forget their numbers. Files the service opens take those numbers,
+ * and code inherited from the parent may still use the server -- a signal
+ * handler calling sk_tcp_server_stop, as the README shows -- which must
+ * then do nothing (sk__wake and sk__close ignore -1) rather than write
+ * into the service's file. */
 static void close_library_fds(sk_tcp_server *srv) {
   for (int i = 0; i < srv->nio; i++) {
     sk_tcp_io *io = &srv->io[i];
-    sk__close(io->loop.epfd);
-    sk__close(io->loop.wakefd);
-    sk__close(io->loop.timerfd);
+    sk__loop_close(&io->loop);
     sk__close(io->listen_fd);
+    io->listen_fd = -1;
     sk__close(io->reserve_fd);
+    io->reserve_fd = -1;
     for (int k = 0; k < io->nchildren; k++)
       sk__close(io->children[k].pidfd);
+    io->nchildren = 0; /* the parent's children, not the child's */
   }
   sk__close(srv->stopfd);
+  srv->stopfd = -1;
 }
 
 void sk__tcp_spawn_child(sk_tcp_io *io, int fd) {
@@ -231,6 +304,10 @@ void sk__tcp_spawn_child(sk_tcp_io *io, int fd) {
     io->children = c;
     io->children_cap = cap;
   }
+  /* Before fork(), so that a connection another thread closes once the
+   * child exists is always shut down first. Only one that is closing at
+   * this very instant, between its check and its close(), can miss it. */
+  atomic_store(&forked, true);
   pid_t pid = fork();
   if (pid < 0) {
     sk__log(SK_LOG_WARN, "tcp: cannot fork for a connection: %s", strerror(errno));

@@ -48,8 +48,10 @@ void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc) {
 }
 
 /* Append a reply of `len` bytes, framed, to *out and count it. False if
- * out of memory. Inline, like everything run once per message below: a
- * call each cost more than the work (bench/profile counts the
+ * it cannot be queued (out of memory, or past the 4 GiB a buffer holds):
+ * the caller must then end the connection, since every later reply would
+ * answer the wrong request. Inline, like everything run once per message
+ * below: a call each cost more than the work (bench/profile counts the
  * instructions). */
 static inline bool frame_reply(sk_tcp_server *srv, int framing, const char *reply, size_t len,
                                sk_buf **out, sk_tally *tally) {
@@ -63,15 +65,16 @@ static inline bool frame_reply(sk_tcp_server *srv, int framing, const char *repl
     (*out)->len += (uint32_t)sk__frame_encode(framing, dst, reply, len);
     tally->out++;
     tally->bytes_out += len;
-  } else {
-    sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
-    sk__log(SK_LOG_ERROR, "tcp: cannot queue a reply of %zu bytes; dropped", len);
+    return true;
   }
-  return dst != NULL;
+  sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
+  sk__log(SK_LOG_ERROR, "tcp: cannot queue a reply of %zu bytes; closing the connection", len);
+  return false;
 }
 
-/* Run the service on one payload, already a C string, and queue its reply. */
-static inline void serve_one(sk_tcp_server *srv, int framing, const char *payload, size_t len,
+/* Run the service on one payload, already a C string, and queue its reply.
+ * False if the reply could not be queued. */
+static inline bool serve_one(sk_tcp_server *srv, int framing, const char *payload, size_t len,
                              sk_buf **out, sk_tally *tally) {
   tally->in++;
   tally->bytes_in += len;
@@ -81,11 +84,13 @@ static inline void serve_one(sk_tcp_server *srv, int framing, const char *payloa
     sk__tcp_flush_tally(srv, tally);
   const char *reply = srv->service(payload, srv->user);
   /* Copied into *out before any user code runs again on this thread. */
+  bool ok = true;
   if (reply) {
-    frame_reply(srv, framing, reply, strlen(reply), out, tally);
+    ok = frame_reply(srv, framing, reply, strlen(reply), out, tally);
     if (srv->reply_free)
       srv->reply_free((void *)reply);
   }
+  return ok;
 }
 
 /* Messages decoded ahead of serving them, at most. */
@@ -102,18 +107,22 @@ static inline void serve_one(sk_tcp_server *srv, int framing, const char *payloa
  * been read would be lost, and a reply that is the request itself (an echo)
  * is measured by strlen right after the NUL is stored -- a wide load that
  * overlaps a byte store still in flight stalls until the store completes
- * (bench/profile found that stall to be strlen's largest cost). Only the
- * byte after the last payload of a batch can belong to bytes not consumed
- * yet, so only it is restored. */
+ * (bench/profile found that stall to be strlen's largest cost). The bytes
+ * the NULs replaced are restored for every message not consumed.
+ *
+ * Serving stops after the message whose reply brings *out to `limit`
+ * bytes, so one read of pipelined requests cannot queue more than one
+ * reply beyond what the caller allows. */
 static inline __attribute__((always_inline)) int serve_run(sk_tcp_server *srv, int framing,
                                                            bool nul_free, char *buf, size_t len,
-                                                           size_t *used, sk_buf **out,
-                                                           sk_tally *tally) {
+                                                           size_t limit, size_t *used,
+                                                           sk_buf **out, sk_tally *tally) {
   size_t max = (size_t)srv->max_message;
   size_t done = 0;
   int rc = 1;
   while (rc == 1 && done < len) {
-    size_t at[SERVE_BATCH], length[SERVE_BATCH];
+    size_t at[SERVE_BATCH], length[SERVE_BATCH], next[SERVE_BATCH];
+    char saved[SERVE_BATCH];
     size_t pos = done;
     int n = 0;
     while (n < SERVE_BATCH && pos < len) {
@@ -125,25 +134,33 @@ static inline __attribute__((always_inline)) int serve_run(sk_tcp_server *srv, i
       at[n] = pos + f.offset;
       length[n] = f.length;
       pos += f.consumed;
+      next[n] = pos;
       n++;
     }
     if (n == 0)
       break;
-    char *last_end = buf + at[n - 1] + length[n - 1];
-    char saved = *last_end;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+      saved[i] = buf[at[i] + length[i]];
       buf[at[i] + length[i]] = '\0';
-    for (int i = 0; i < n; i++)
-      serve_one(srv, framing, buf + at[i], length[i], out, tally);
-    *last_end = saved;
+    }
+    for (int i = 0; i < n; i++) {
+      bool ok = serve_one(srv, framing, buf + at[i], length[i], out, tally);
+      if (!ok || sk__buf_len(*out) >= limit) {
+        for (int k = i; k < n; k++)
+          buf[at[k] + length[k]] = saved[k];
+        *used = next[i];
+        return ok ? SK_TCP_SERVE_FULL : SK_ENOMEM;
+      }
+    }
+    buf[at[n - 1] + length[n - 1]] = saved[n - 1];
     done = pos;
   }
   *used = done;
   return rc < 0 ? rc : 0;
 }
 
-int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t *used, sk_buf **out,
-                      sk_tally *tally, sk_peer *peer) {
+int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t limit,
+                      size_t *used, sk_buf **out, sk_tally *tally, sk_peer *peer) {
   int framing = (int)srv->framing;
   /* One search for NUL over everything this read brought, instead of one
    * per message; only a buffer that holds one pays for the checked decoder. */
@@ -151,18 +168,26 @@ int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t 
   int rc;
   sk__peer_set_fd(peer, fd); /* for every message of this read */
   if (framing == SK_FRAME_LINE && nul_free)
-    rc = serve_run(srv, SK_FRAME_LINE, true, buf, len, used, out, tally);
+    rc = serve_run(srv, SK_FRAME_LINE, true, buf, len, limit, used, out, tally);
   else
-    rc = serve_run(srv, framing, nul_free, buf, len, used, out, tally);
+    rc = serve_run(srv, framing, nul_free, buf, len, limit, used, out, tally);
   sk__peer_clear(peer);
   return rc;
 }
 
+void sk__tcp_serve_failed(sk_tcp_server *srv, int fd, int rc) {
+  if (rc == SK_ENOMEM) {
+    /* frame_reply counted and logged the reply. */
+    sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
+    return;
+  }
+  sk__tcp_protocol_error(srv, fd, rc);
+}
+
 /* ---- setup ------------------------------------------------------------ */
 
-int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv, int index) {
+int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv) {
   io->srv = srv;
-  io->index = index;
   io->reserve_fd = -1;
   sk__conn_table_init(&io->conns);
   io->conns.lists[SK_LIST_IDLE].timeout_ms = (uint32_t)srv->idle_timeout_ms;
@@ -213,8 +238,6 @@ void sk__tcp_io_free(sk_tcp_io *io) {
   io->fifos = NULL;
   free(io->children);
   io->children = NULL;
-  free(io->touched);
-  io->touched = NULL;
   if (io->owns_listener)
     sk__close(io->listen_fd);
   io->listen_fd = -1;
@@ -256,7 +279,13 @@ static void close_conn(sk_tcp_io *io, int fd) {
   }
   sk__conn_release(&io->conns, fd);
   /* close() also takes the descriptor out of the epoll set: nothing else
-   * holds a duplicate of it. */
+   * holds a duplicate of it -- unless a connection child was forked since
+   * (sk__forked). Then only shutdown() sends the client its EOF, and a
+   * socket left in the set would report that EOF again and again. */
+  if (sk__forked()) {
+    (void)sk__loop_del(&io->loop, fd);
+    (void)shutdown(fd, SHUT_RDWR); /* fails only if the peer is gone already */
+  }
   sk__close(fd);
   atomic_fetch_sub(&io->srv->active, 1);
 }
@@ -359,6 +388,31 @@ static bool over_buffer_limits(sk_tcp_io *io, const sk_conn *c) {
           atomic_load_explicit(&srv->buffered, memory_order_relaxed) >= srv->max_buffered);
 }
 
+/* How many bytes of replies the connection may queue before it must wait
+ * for its client: up to the high-water mark, and up to the server-wide
+ * cap. A connection with nothing queued may always serve one message more
+ * (its reply mostly leaves at once), so the cap can never leave it waiting
+ * for an event that will not come. 0: serve nothing now. */
+static size_t output_room(sk_tcp_io *io, const sk_conn *c) {
+  sk_tcp_server *srv = io->srv;
+  size_t pending = sk__buf_len(c->out);
+  size_t high = (size_t)srv->high_water;
+  size_t room = pending < high ? high - pending : 0;
+  if (srv->max_buffered) {
+    long long buffered = atomic_load_explicit(&srv->buffered, memory_order_relaxed);
+    size_t left = buffered < srv->max_buffered ? (size_t)(srv->max_buffered - buffered) : 0;
+    if (left < room)
+      room = left;
+  }
+  return room == 0 && pending == 0 ? 1 : room;
+}
+
+/* Forget the replies collected in io->out for a connection that is gone. */
+static void drop_collected(sk_tcp_io *io) {
+  if (io->out)
+    io->out->len = 0;
+}
+
 /* Send what the socket takes of c->out and re-register events. Returns
  * false if the connection was closed. */
 static bool flush_conn(sk_tcp_io *io, int fd, sk_conn *c) {
@@ -376,7 +430,8 @@ static bool flush_conn(sk_tcp_io *io, int fd, sk_conn *c) {
     sk__buf_consume(&c->out, (size_t)n);
   }
   /* Backpressure: over the high-water mark (or the server-wide cap) the
-   * connection is not read; it resumes once below half the mark. */
+   * connection is neither read nor served; it resumes once below half the
+   * mark. */
   if (!c->out)
     c->flags &= ~(uint32_t)SK_CONN_READ_PAUSED;
   else if (over_buffer_limits(io, c))
@@ -429,19 +484,21 @@ static void job_run(sk_pool_task *task) {
   sk_tcp_io *io = job->io;
   sk_tcp_server *srv = io->srv;
   if (!atomic_load_explicit(&srv->cancel_jobs, memory_order_relaxed)) {
-    /* Pool threads are shared by every connection and server: bind per job. */
+    /* Pool threads are shared by every connection and server: bind per
+     * job, to the address taken at accept (the descriptor may belong to
+     * another client by now). */
     sk_peer peer;
     sk_peer *was = sk__peer_bind(&peer);
-    sk__peer_set_fd(&peer, job->fd);
+    sk__peer_set_addr(&peer, (const struct sockaddr *)&job->peer, job->peer_len);
     const char *reply = srv->service(job->request, srv->user);
     if (reply) {
       /* Copied on this thread, before it runs user code again. */
       job->reply_len = strlen(reply);
-      job->reply = malloc(job->reply_len + 1);
+      job->reply = sk__malloc(SK_ALLOC_REPLY, job->reply_len + 1);
       if (job->reply)
         memcpy(job->reply, reply, job->reply_len + 1);
       else
-        sk__log(SK_LOG_ERROR, "tcp: out of memory copying a reply; dropped");
+        job->failed = true;
       if (srv->reply_free)
         srv->reply_free((void *)reply);
     }
@@ -465,7 +522,7 @@ static bool grow_fifos(sk_tcp_io *io, int fd) {
   int cap = io->fifo_cap ? io->fifo_cap : 64;
   while (cap <= fd)
     cap *= 2;
-  sk_job_fifo *f = realloc(io->fifos, (size_t)cap * sizeof *f);
+  sk_job_fifo *f = sk__realloc(SK_ALLOC_TABLE, io->fifos, (size_t)cap * sizeof *f);
   if (!f)
     return false;
   memset(f + io->fifo_cap, 0, (size_t)(cap - io->fifo_cap) * sizeof *f);
@@ -476,15 +533,14 @@ static bool grow_fifos(sk_tcp_io *io, int fd) {
 
 /* Queue one request for the pool. False if out of memory. */
 static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len) {
-  sk_tcp_job *job = malloc(sizeof *job + len + 1);
-  if (!job || !grow_fifos(io, fd)) {
-    free(job);
+  sk_tcp_job *job = sk__malloc(SK_ALLOC_JOB, sizeof *job + len + 1);
+  if (!job)
     return false;
-  }
-  *job = (sk_tcp_job){.task.run = job_run, .io = io, .fd = fd, .request_len = len};
+  sk_job_fifo *q = &io->fifos[fd]; /* made at accept */
+  *job = (sk_tcp_job){.task.run = job_run, .io = io, .fd = fd, .peer_len = q->peer_len};
+  memcpy(&job->peer, &q->peer, q->peer_len);
   memcpy(job->request, payload, len);
   job->request[len] = '\0';
-  sk_job_fifo *q = &io->fifos[fd];
   if (q->tail)
     q->tail->next_in_conn = job;
   else
@@ -497,84 +553,138 @@ static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len) {
   return true;
 }
 
-/* ---- reading ---------------------------------------------------------- */
-
-/* Decode and serve every whole message in io->in[0, len). Returns the bytes
- * consumed; marks the connection closing on a protocol error, or paused
- * when the pool holds as many of its requests as allowed. */
-static size_t serve_buffer(sk_tcp_io *io, int fd, sk_conn *c, size_t len, bool *any) {
-  sk_tcp_server *srv = io->srv;
-  char *buf = io->in;
-  size_t done = 0;
-  int rc = 0;
-  if (!srv->pool) {
-    rc = sk__tcp_serve_all(srv, fd, buf, len, &done, &io->out, &io->tally, &io->peer);
-    *any = done > 0;
-  } else {
-    while (done < len) {
-      if (fifo_count(io, fd) >= (uint32_t)srv->max_inflight) {
-        c->flags |= SK_CONN_JOB_PAUSED;
-        break;
-      }
-      sk_frame f;
-      rc =
-          sk__frame_decode((int)srv->framing, buf + done, len - done, (size_t)srv->max_message, &f);
-      if (rc <= 0)
-        break;
-      *any = true;
-      if (!submit_job(io, fd, buf + done + f.offset, f.length)) {
-        sk__log(SK_LOG_ERROR, "tcp: out of memory queueing a request; closing connection");
-        c->flags |= SK_CONN_CLOSING;
-        return len;
-      }
-      done += f.consumed;
-    }
-  }
-  if (rc < 0) {
-    sk__tcp_protocol_error(srv, fd, rc);
-    c->flags |= SK_CONN_CLOSING;
-    return len;
-  }
-  return done;
+/* A reply of the connection is lost (it could not be copied or queued):
+ * every later reply would answer the wrong request, so none is sent; the
+ * replies before it still are, then the connection closes. */
+static void lose_reply(sk_tcp_io *io, int fd, sk_conn *c) {
+  sk__tcp_count(io->srv, SK_STAT_CONNECTIONS_RESET, 1);
+  sk__tcp_log_conn(SK_LOG_WARN, fd, "a reply could not be queued (out of memory); closing");
+  c->flags |= SK_CONN_BROKEN | SK_CONN_CLOSING;
 }
 
-/* Serve what io->in[0, have) holds, keep the incomplete tail, send. */
-static void process(sk_tcp_io *io, int fd, sk_conn *c, size_t have) {
-  bool any = false;
-  size_t used = serve_buffer(io, fd, c, have, &any);
-  sk__tcp_flush_tally(io->srv, &io->tally); /* before the client can see replies */
-  if (c->flags & SK_CONN_CLOSING) {
-    free(c->in);
-    c->in = NULL;
-  } else if (used < have) {
-    if (c->in)
-      c->in->head = c->in->len = 0;
-    if (sk__buf_append(&c->in, io->in + used, have - used) != 0) {
-      io->out->len = 0;
-      reset_conn(io, fd, ENOMEM);
-      return;
+/* Move the replies at the head of the connection's FIFO whose requests are
+ * done into io->out, in request order and within the connection's output
+ * room, and deliver them. Returns false if the connection was closed. */
+static bool send_done_jobs(sk_tcp_io *io, int fd, sk_conn *c) {
+  sk_tcp_server *srv = io->srv;
+  sk_job_fifo *q = &io->fifos[fd];
+  size_t room = output_room(io, c);
+  while (q->head && q->head->done) {
+    if (!(c->flags & SK_CONN_BROKEN) && sk__buf_len(io->out) >= room)
+      break; /* the rest waits, done, until the output drains */
+    sk_tcp_job *job = q->head;
+    q->head = job->next_in_conn;
+    if (!q->head)
+      q->tail = NULL;
+    q->count--;
+    if (!(c->flags & SK_CONN_BROKEN)) {
+      if (job->failed) {
+        sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
+        lose_reply(io, fd, c);
+      } else if (job->reply && !frame_reply(srv, (int)srv->framing, job->reply, job->reply_len,
+                                            &io->out, &io->tally)) {
+        lose_reply(io, fd, c);
+      }
     }
-  } else if (c->in) {
-    free(c->in);
-    c->in = NULL;
+    free(job->reply);
+    free(job);
   }
-  if (!deliver(io, fd, c))
-    return;
+  sk__tcp_flush_tally(srv, &io->tally);
+  return deliver(io, fd, c) && settle(io, fd, c);
+}
+
+/* ---- reading and serving ---------------------------------------------- */
+
+/* Hand the whole messages of buf[0, len) to the service (event loop) or to
+ * the pool, within `room` bytes of output. Results as sk__tcp_serve_all. */
+static int serve_buffer(sk_tcp_io *io, int fd, sk_conn *c, char *buf, size_t len, size_t room,
+                        size_t *used) {
+  sk_tcp_server *srv = io->srv;
+  if (!srv->pool)
+    return sk__tcp_serve_all(srv, fd, buf, len, room, used, &io->out, &io->tally, &io->peer);
+  /* Pool replies come back later: what bounds them is the in-flight
+   * limit, so here `room` only says whether to hand out requests at all. */
+  size_t done = 0;
+  int rc = 0;
+  while (done < len) {
+    if (fifo_count(io, fd) >= (uint32_t)srv->max_inflight) {
+      c->flags |= SK_CONN_JOB_PAUSED;
+      break;
+    }
+    sk_frame f;
+    rc = sk__frame_decode((int)srv->framing, buf + done, len - done, (size_t)srv->max_message, &f);
+    if (rc <= 0)
+      break;
+    if (!submit_job(io, fd, buf + done + f.offset, f.length)) {
+      sk__log(SK_LOG_ERROR, "tcp: out of memory queueing a request; closing connection");
+      rc = SK_ENOMEM;
+      break;
+    }
+    done += f.consumed;
+    rc = 0;
+  }
+  *used = done;
+  return rc;
+}
+
+/* Serve the connection's input: one read's bytes in the loop's scratch
+ * (nread > 0, c->in empty), or what c->in holds (nread == 0). What is not
+ * consumed -- an incomplete message, or messages held back because the
+ * output is full -- stays in c->in. The replies of each round leave in one
+ * send; while the socket takes them all and whole messages remain,
+ * serving goes on. */
+static void serve_input(sk_tcp_io *io, int fd, sk_conn *c, size_t nread) {
+  sk_tcp_server *srv = io->srv;
+  bool any = false;
+  for (;;) {
+    char *buf = io->in;
+    size_t len = nread;
+    if (!nread) {
+      /* Room for the NUL that ends the last message. */
+      if (!sk__buf_reserve(&c->in, 1)) {
+        reset_conn(io, fd, ENOMEM);
+        return;
+      }
+      buf = sk__buf_bytes(c->in);
+      len = c->in->len;
+    }
+    size_t room = output_room(io, c), used = 0;
+    int rc = room ? serve_buffer(io, fd, c, buf, len, room, &used) : SK_TCP_SERVE_FULL;
+    any |= used > 0;
+    sk__tcp_flush_tally(srv, &io->tally); /* before the client can see replies */
+    if (rc < 0) {
+      if (rc == SK_ENOMEM)
+        lose_reply(io, fd, c);
+      else
+        sk__tcp_serve_failed(srv, fd, rc);
+      c->flags |= SK_CONN_CLOSING;
+    }
+    if (c->flags & SK_CONN_CLOSING) {
+      free(c->in);
+      c->in = NULL;
+    } else if (nread) {
+      if (used < len && sk__buf_append(&c->in, buf + used, len - used) != 0) {
+        drop_collected(io);
+        reset_conn(io, fd, ENOMEM);
+        return;
+      }
+    } else if (used) {
+      sk__buf_consume(&c->in, used);
+    }
+    nread = 0;
+    if (room == 0)
+      c->flags |= SK_CONN_READ_PAUSED; /* c->out is not empty: its flush resumes */
+    if (!deliver(io, fd, c))
+      return;
+    if (rc != SK_TCP_SERVE_FULL || !c->in ||
+        (c->flags & (SK_CONN_READ_PAUSED | SK_CONN_JOB_PAUSED | SK_CONN_CLOSING)))
+      break;
+  }
   if (!settle(io, fd, c))
     return;
   update_timer(io, fd, c, any);
-  if (c->flags & (SK_CONN_JOB_PAUSED | SK_CONN_CLOSING))
-    if (update_events(io, fd, c) != 0)
-      reset_conn(io, fd, errno);
-}
-
-/* Carry the incomplete message (at most max_message plus framing) in front
- * of the new bytes, so decoding always sees one contiguous run. */
-static size_t carry(sk_tcp_io *io, sk_conn *c) {
-  size_t have = sk__buf_len(c->in);
-  if (have)
-    memcpy(io->in, sk__buf_bytes(c->in), have);
-  return have;
+  if (update_events(io, fd, c) != 0)
+    reset_conn(io, fd, errno);
 }
 
 static void on_readable(sk_tcp_io *io, int fd, sk_conn *c) {
@@ -587,12 +697,11 @@ static void on_readable(sk_tcp_io *io, int fd, sk_conn *c) {
       close_conn(io, fd);
     return;
   }
-  if (c->flags & SK_CONN_JOB_PAUSED)
-    return; /* a hang-up reported while the pool holds its requests */
-  size_t have = carry(io, c);
+  if (c->flags & (SK_CONN_JOB_PAUSED | SK_CONN_READ_PAUSED))
+    return; /* a hang-up reported while the connection waits */
   ssize_t n;
   do
-    n = read(fd, io->in + have, io->in_size - have);
+    n = read(fd, io->in, io->in_size);
   while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -607,11 +716,45 @@ static void on_readable(sk_tcp_io *io, int fd, sk_conn *c) {
       reset_conn(io, fd, errno);
     return;
   }
-  process(io, fd, c, have + (size_t)n);
+  if (!c->in) {
+    serve_input(io, fd, c, (size_t)n);
+    return;
+  }
+  /* Behind bytes already held: appended in place, so that each byte of a
+   * large message is copied a constant number of times, not once per read. */
+  if (sk__buf_append(&c->in, io->in, (size_t)n) != 0) {
+    reset_conn(io, fd, ENOMEM);
+    return;
+  }
+  serve_input(io, fd, c, 0);
 }
 
-/* Pool replies are back: send every reply at the head of each FIFO whose
- * request is done, in request order, then resume paused connections. */
+/* The connection may go on: replies the pool finished while its output was
+ * full are sent, and input held back is served once neither the pool nor
+ * the output makes it wait. */
+static void resume(sk_tcp_io *io, int fd, sk_conn *c) {
+  sk_tcp_server *srv = io->srv;
+  if (srv->pool) {
+    if (!send_done_jobs(io, fd, c))
+      return;
+    if ((c->flags & SK_CONN_JOB_PAUSED) && fifo_count(io, fd) < (uint32_t)srv->max_inflight)
+      c->flags &= ~(uint32_t)SK_CONN_JOB_PAUSED;
+  }
+  uint32_t waits = SK_CONN_JOB_PAUSED | SK_CONN_READ_PAUSED | SK_CONN_CLOSING | SK_CONN_STOPPING |
+                   SK_CONN_SHUT_WR;
+  if (c->in && !(c->flags & waits)) {
+    serve_input(io, fd, c, 0);
+    return;
+  }
+  update_timer(io, fd, c, true);
+  if (update_events(io, fd, c) != 0)
+    reset_conn(io, fd, errno);
+}
+
+/* Pool replies are back: for each connection with completions, send every
+ * reply at the head of its FIFO whose request is done, in request order,
+ * then let it go on. The connections are linked through their FIFOs, so
+ * collecting never allocates and no completion can be lost. */
 static void collect_jobs(sk_tcp_io *io) {
   pthread_mutex_lock(&io->done_lock);
   sk_tcp_job *list = io->done_head;
@@ -619,7 +762,7 @@ static void collect_jobs(sk_tcp_io *io) {
   pthread_mutex_unlock(&io->done_lock);
   /* First mark, then send: sending may close a connection, which frees
    * the done jobs in its FIFO, so the list is not walked after that. */
-  int ntouched = 0;
+  int32_t touched = -1;
   for (sk_tcp_job *next; list; list = next) {
     next = list->next_done;
     if (list->orphaned) {
@@ -628,48 +771,21 @@ static void collect_jobs(sk_tcp_io *io) {
       continue;
     }
     list->done = true;
-    if (ntouched == io->touched_cap) {
-      int cap = io->touched_cap ? io->touched_cap * 2 : 64;
-      int *t = realloc(io->touched, (size_t)cap * sizeof *t);
-      if (!t)
-        break; /* the rest are found on the next completion */
-      io->touched = t;
-      io->touched_cap = cap;
+    sk_job_fifo *q = &io->fifos[list->fd];
+    if (!q->touched) {
+      q->touched = true;
+      q->next_touched = touched;
+      touched = list->fd;
     }
-    io->touched[ntouched++] = list->fd;
   }
-  for (int i = 0; i < ntouched; i++) {
-    int fd = io->touched[i];
+  while (touched >= 0) {
+    int fd = touched;
     sk_job_fifo *q = &io->fifos[fd];
+    touched = q->next_touched;
+    q->touched = false;
     sk_conn *c = sk__conn_get(&io->conns, fd);
-    if (!c || !q->head || !q->head->done)
-      continue;
-    while (q->head && q->head->done) {
-      sk_tcp_job *job = q->head;
-      q->head = job->next_in_conn;
-      if (!q->head)
-        q->tail = NULL;
-      q->count--;
-      if (job->reply)
-        frame_reply(io->srv, (int)io->srv->framing, job->reply, job->reply_len, &io->out,
-                    &io->tally);
-      free(job->reply);
-      free(job);
-    }
-    sk__tcp_flush_tally(io->srv, &io->tally);
-    if (!deliver(io, fd, c) || !settle(io, fd, c))
-      continue;
-    if ((c->flags & SK_CONN_JOB_PAUSED) && q->count < (uint32_t)io->srv->max_inflight) {
-      c->flags &= ~(uint32_t)SK_CONN_JOB_PAUSED;
-      if (!(c->flags & SK_CONN_STOPPING)) {
-        process(io, fd, c, carry(io, c));
-        if (!(c = sk__conn_get(&io->conns, fd)))
-          continue;
-      }
-    }
-    update_timer(io, fd, c, true);
-    if (update_events(io, fd, c) != 0)
-      reset_conn(io, fd, errno);
+    if (c)
+      resume(io, fd, c);
   }
 }
 
@@ -692,33 +808,43 @@ static void shed_client(sk_tcp_io *io, int err) {
     }
     io->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   }
-  if (!shed || io->reserve_fd < 0) {
+  /* The listener leaves the epoll set rather than staying in it with no
+   * events: EPOLL_CTL_MOD fails (EINVAL) on a listener registered with
+   * EPOLLEXCLUSIVE, as the one UNIX listener shared by several loops is. */
+  if ((!shed || io->reserve_fd < 0) && sk__loop_del(&io->loop, io->listen_fd) == 0) {
     io->listen_paused = true;
     io->listen_resume_at = sk__loop_now(&io->loop) + ACCEPT_PAUSE_MS;
-    if (sk__loop_mod(&io->loop, io->listen_fd, 0, LISTENER_TAG) != 0)
-      io->listen_paused = false;
   }
   sk__log(SK_LOG_WARN, "tcp: accept: %s; %s", strerror(err),
           shed ? "closed a new connection" : "pausing accepts");
 }
 
+/* Back into the epoll set with the flags sk__tcp_io_run gave it; if even
+ * that fails, the listener rests once more rather than being lost. */
 static void resume_listener(sk_tcp_io *io) {
-  if (io->listen_paused && !sk__time_before(sk__loop_now(&io->loop), io->listen_resume_at)) {
+  uint32_t now = sk__loop_now(&io->loop);
+  if (!io->listen_paused || sk__time_before(now, io->listen_resume_at))
+    return;
+  if (io->reserve_fd < 0)
+    io->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  uint32_t events = EPOLLIN | (io->owns_listener ? 0 : EPOLLEXCLUSIVE);
+  if (sk__loop_add(&io->loop, io->listen_fd, events, LISTENER_TAG) == 0)
     io->listen_paused = false;
-    if (io->reserve_fd < 0)
-      io->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    sk__loop_mod(&io->loop, io->listen_fd, EPOLLIN | (io->owns_listener ? 0 : EPOLLEXCLUSIVE),
-                 LISTENER_TAG);
-  }
+  else
+    io->listen_resume_at = now + ACCEPT_PAUSE_MS;
 }
 
-static void add_connection(sk_tcp_io *io, int fd) {
+/* Track a new connection. `peer` is its client's address from accept,
+ * kept for pool jobs (NULL in the other models). */
+static void add_connection(sk_tcp_io *io, int fd, const struct sockaddr_storage *peer,
+                           socklen_t peer_len) {
   sk_tcp_server *srv = io->srv;
   if (srv->nodelay) {
     int on = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
   }
-  sk_conn *c = sk__conn_open(&io->conns, fd);
+  bool tables = !peer || grow_fifos(io, fd);
+  sk_conn *c = tables ? sk__conn_open(&io->conns, fd) : NULL;
   if (!c || sk__loop_add(&io->loop, fd, EPOLLIN, (uint64_t)fd) != 0) {
     sk__log(SK_LOG_ERROR, "tcp: cannot track a new connection: %s",
             c ? strerror(errno) : "out of memory");
@@ -729,13 +855,23 @@ static void add_connection(sk_tcp_io *io, int fd) {
     sk__tcp_count(srv, SK_STAT_CONNECTIONS_REJECTED, 1);
     return;
   }
+  if (peer) {
+    sk_job_fifo *q = &io->fifos[fd];
+    q->peer_len = peer_len <= sizeof q->peer ? peer_len : (socklen_t)sizeof q->peer;
+    memcpy(&q->peer, peer, q->peer_len);
+  }
   sk__conn_set_timer(&io->conns, fd, SK_LIST_IDLE, sk__loop_now(&io->loop));
 }
 
 static void accept_some(sk_tcp_io *io) {
   sk_tcp_server *srv = io->srv;
+  /* The pool model keeps who each client is; the others ask when needed. */
+  bool keep_peer = srv->model == SK_MODEL_WORKER_POOL;
   for (int i = 0; i < ACCEPT_BATCH; i++) {
-    int fd = accept4(io->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof peer;
+    int fd = accept4(io->listen_fd, keep_peer ? (struct sockaddr *)&peer : NULL,
+                     keep_peer ? &peer_len : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED)
         continue;
@@ -759,7 +895,7 @@ static void accept_some(sk_tcp_io *io) {
     else if (srv->model == SK_MODEL_PROCESS_PER_CONNECTION)
       sk__tcp_spawn_child(io, fd);
     else
-      add_connection(io, fd);
+      add_connection(io, fd, keep_peer ? &peer : NULL, peer_len);
   }
 }
 
@@ -818,8 +954,14 @@ static void dispatch(sk_tcp_io *io, struct epoll_event *events, int n, bool drai
       continue;
     uint32_t ev = events[i].events;
     if ((ev & (EPOLLOUT | EPOLLERR)) && c->out) {
+      bool paused = (c->flags & SK_CONN_READ_PAUSED) != 0;
       if (!flush_conn(io, fd, c))
         continue;
+      if (paused && !(c->flags & SK_CONN_READ_PAUSED)) {
+        /* Level-triggered: input still waiting is reported again. */
+        resume(io, fd, c);
+        continue;
+      }
     }
     /* epoll reports errors and hang-ups even for a connection that asks
      * for no events; one that is not reading must end here, or the loop
@@ -861,16 +1003,16 @@ static void drain(sk_tcp_io *io, struct epoll_event *events) {
     if (settle(io, fd, c) && update_events(io, fd, c) != 0)
       reset_conn(io, fd, errno);
   }
-  uint32_t deadline = sk__loop_now(&io->loop) + (uint32_t)srv->drain_timeout_ms;
+  int64_t deadline = sk__tcp_drain_deadline(srv);
   for (;;) {
     if (io->nchildren)
       sk__tcp_reap_children(io, false);
     if (io->conns.count == 0 && io->nchildren == 0)
       break;
-    uint32_t now = sk__loop_now(&io->loop);
-    if (!sk__time_before(now, deadline))
+    int64_t left = deadline - sk__clock_ms();
+    if (left <= 0)
       break;
-    int wait = (int)(deadline - now);
+    int wait = left > INT32_MAX ? INT32_MAX : (int)left;
     if (io->nchildren && io->children[0].pidfd < 0 && wait > 50)
       wait = 50;
     int n = sk__loop_wait(&io->loop, events, EVENT_BATCH, wait);
@@ -892,9 +1034,12 @@ static void drain(sk_tcp_io *io, struct epoll_event *events) {
 
 int sk__tcp_io_run(sk_tcp_io *io) {
   sk_tcp_server *srv = io->srv;
-  /* Room for a carried-over message of the largest size with its framing,
-   * one read behind it, and the spare byte that ends the last request. */
-  io->in_size = (size_t)srv->max_message + 8 + SK_TCP_READ_CHUNK;
+  /* One read, and the spare byte that ends its last request. */
+  /* RAW: one read is one message, so a read never takes more than a
+   * message may hold. */
+  io->in_size = SK_TCP_READ_CHUNK;
+  if (srv->framing == SK_FRAME_RAW)
+    io->in_size = (size_t)srv->max_message;
   io->in = malloc(io->in_size + 1);
   struct epoll_event *events = malloc(EVENT_BATCH * sizeof *events);
   int rc = SK_OK;
@@ -926,7 +1071,7 @@ int sk__tcp_io_run(sk_tcp_io *io) {
     if (io->nchildren && io->children[0].pidfd < 0)
       sk__tcp_reap_children(io, false);
     if (srv->model == SK_MODEL_THREAD_PER_CONNECTION)
-      sk__tcp_join_threads(srv, false);
+      sk__tcp_join_threads(srv, -1);
   }
   drain(io, events);
   sk__peer_bind(was);

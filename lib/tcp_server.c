@@ -136,7 +136,7 @@ int sk_tcp_server_listen(sk_tcp_server *srv) {
   int rc = SK_OK;
   for (int i = 0; i < nio; i++) {
     srv->io[i].listen_fd = -1;
-    if ((rc = sk__tcp_io_init(&srv->io[i], srv, i)) != SK_OK)
+    if ((rc = sk__tcp_io_init(&srv->io[i], srv)) != SK_OK)
       goto fail;
     srv->nio = i + 1;
   }
@@ -154,9 +154,10 @@ int sk_tcp_server_listen(sk_tcp_server *srv) {
     sk_addr a = srv->addr;
     if (i > 0) {
       /* With port 0 the first socket picked the port: the others take it. */
+      /* Still the wildcard form: dual-stack (IPV6_V6ONLY off) on every
+       * listener, whatever net.ipv6.bindv6only says. */
       a.ss = srv->bound;
       a.len = srv->bound_len;
-      a.wildcard = false;
     }
     int fd = open_listener(srv, &a, reuseport);
     if (fd < 0) {
@@ -167,7 +168,7 @@ int sk_tcp_server_listen(sk_tcp_server *srv) {
     srv->io[i].owns_listener = true;
     if (i == 0) {
       srv->addr = a; /* keeps an IPv4 fallback of the wildcard form */
-      srv->unlink_path = sk__addr_is_unix_path(&a);
+      srv->unlink_path = sk__unix_file_record(&a, &srv->unix_file);
       srv->bound_len = sizeof srv->bound;
       if (getsockname(fd, (struct sockaddr *)&srv->bound, &srv->bound_len) != 0) {
         rc = sk__fail(SK_ESOCKET, errno);
@@ -186,7 +187,7 @@ int sk_tcp_server_listen(sk_tcp_server *srv) {
 fail:
   free_io(srv);
   if (srv->unlink_path)
-    sk__unlink_unix_path(&srv->addr);
+    sk__unlink_unix_path(&srv->addr, &srv->unix_file);
   srv->unlink_path = false;
   return rc;
 }
@@ -247,6 +248,8 @@ static int start_threads(sk_tcp_server *srv, int first) {
   return SK_OK;
 }
 
+static void pool_ended(void *srv);
+
 /* Wait for every thread the server started; the first loop error wins. */
 static int finish(sk_tcp_server *srv, int rc) {
   for (int i = 0; i < srv->nio; i++) {
@@ -257,14 +260,28 @@ static int finish(sk_tcp_server *srv, int rc) {
     if (rc == SK_OK)
       rc = srv->io[i].rc;
   }
-  sk__tcp_join_threads(srv, true);
+  /* Connection threads and pool workers get what is left of the drain
+   * time; a service call still running after it is left to end on its own
+   * (its reply is discarded), so a service that never returns cannot hold
+   * up run or destroy. */
+  int64_t deadline = sk__tcp_drain_deadline(srv);
+  sk__tcp_join_threads(srv, deadline);
   /* Every loop has closed its connections: jobs still queued have nobody
    * to answer, so they skip the service and the pool ends quickly. */
   atomic_store(&srv->cancel_jobs, true);
-  sk__pool_destroy(srv->pool);
+  if (!sk__pool_close(srv->pool, deadline, pool_ended, srv)) {
+    pthread_mutex_lock(&srv->threads_lock);
+    srv->stragglers++;
+    pthread_mutex_unlock(&srv->threads_lock);
+  }
   srv->pool = NULL;
-  for (int i = 0; i < srv->nio; i++)
-    sk__tcp_io_free(&srv->io[i]);
+  pthread_mutex_lock(&srv->threads_lock);
+  bool stragglers = srv->stragglers > 0;
+  pthread_mutex_unlock(&srv->threads_lock);
+  /* Stragglers' completions still reach the loops' wake-ups and done
+   * lists: those are freed with the server, after the last has ended. */
+  if (!stragglers)
+    free_io(srv);
   srv->state = SK_TCP_DONE;
   srv->started = false;
   sk__log(SK_LOG_INFO, "tcp: stopped");
@@ -319,6 +336,36 @@ int sk_tcp_server_stat(const sk_tcp_server *srv, int stat, uint64_t *out) {
   return SK_OK;
 }
 
+static void free_server(sk_tcp_server *srv) {
+  free_io(srv);
+  sk__close(srv->stopfd);
+  munmap(srv->stats, SK_TCP_STAT_COUNT * sizeof *srv->stats);
+  pthread_mutex_destroy(&srv->threads_lock);
+  free(srv);
+}
+
+int64_t sk__tcp_drain_deadline(sk_tcp_server *srv) {
+  int64_t deadline = atomic_load(&srv->drain_deadline);
+  if (deadline == 0) {
+    int64_t want = sk__clock_ms() + srv->drain_timeout_ms;
+    if (atomic_compare_exchange_strong(&srv->drain_deadline, &deadline, want))
+      deadline = want;
+  }
+  return deadline;
+}
+
+void sk__tcp_server_release(sk_tcp_server *srv) {
+  pthread_mutex_lock(&srv->threads_lock);
+  bool last = --srv->stragglers == 0 && srv->destroyed;
+  pthread_mutex_unlock(&srv->threads_lock);
+  if (last)
+    free_server(srv);
+}
+
+static void pool_ended(void *srv) {
+  sk__tcp_server_release(srv);
+}
+
 void sk_tcp_server_destroy(sk_tcp_server *srv) {
   if (!srv)
     return;
@@ -326,11 +373,13 @@ void sk_tcp_server_destroy(sk_tcp_server *srv) {
     sk_tcp_server_stop(srv);
     finish(srv, SK_OK);
   }
-  free_io(srv);
   if (srv->unlink_path)
-    sk__unlink_unix_path(&srv->addr);
-  sk__close(srv->stopfd);
-  munmap(srv->stats, SK_TCP_STAT_COUNT * sizeof *srv->stats);
-  pthread_mutex_destroy(&srv->threads_lock);
-  free(srv);
+    sk__unlink_unix_path(&srv->addr, &srv->unix_file);
+  srv->unlink_path = false;
+  pthread_mutex_lock(&srv->threads_lock);
+  srv->destroyed = true;
+  bool later = srv->stragglers > 0; /* the last straggler frees it */
+  pthread_mutex_unlock(&srv->threads_lock);
+  if (!later)
+    free_server(srv);
 }

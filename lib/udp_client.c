@@ -16,15 +16,23 @@
  * while a request pointing into it (a previous reply) is being sent. */
 #define UDP_MAX_PAYLOAD 65507
 
+/* How long the addresses of one lookup are used while requests succeed.
+ * getaddrinfo does not say how long a record may be kept; a minute follows
+ * a moved name soon enough without a lookup per request. */
+#define LOOKUP_MAX_AGE_MS 60000
+
 struct sk_udp_client {
   char *address;
   sk_client_opts opts;
-  int fd;             /* -1 until first needed, and after a refusal */
-  sk_addr_list addrs; /* looked up when first needed */
-  size_t current;     /* the address fd is, or will be, connected to */
-  int attempts;       /* transmissions of the last request */
-  uint64_t rng;       /* back-off jitter */
-  char *buf;          /* the last datagram received, NUL-terminated */
+  int fd;                 /* -1 until first needed, and after a refusal */
+  sk_addr_list addrs;     /* from the last lookup that succeeded */
+  size_t current;         /* the address fd is, or will be, connected to */
+  long long looked_up_ms; /* when the name was last looked up */
+  size_t refusals;        /* in a row since that lookup or the last reply */
+  bool lookup_due;        /* a request failed, or every address refused */
+  int attempts;           /* transmissions of the last request */
+  uint64_t rng;           /* back-off jitter */
+  char *buf;              /* the last datagram received, NUL-terminated */
 };
 
 /* Errors that say the server is not there (ICMP port or host unreachable,
@@ -35,15 +43,44 @@ static bool is_refusal(int err) {
          err == EHOSTDOWN || err == ECONNRESET;
 }
 
+static bool same_addr(const sk_addr *a, const sk_addr *b) {
+  return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* Look the name up when it never was, when the last lookup is older than
+ * LOOKUP_MAX_AGE_MS, or when the server seems gone from where it was (a
+ * request failed, or every address refused in turn): names move. The
+ * socket is kept while its address is still among the new ones, so that
+ * replies on their way are not lost. A failed lookup keeps the addresses
+ * of the last one, if any: a name server that is down for a while should
+ * not stop a client that knows where its server is. */
+static int refresh(sk_udp_client *c) {
+  long long now = sk__now_ms();
+  if (c->addrs.count > 0 && !c->lookup_due && now - c->looked_up_ms < LOOKUP_MAX_AGE_MS)
+    return SK_OK;
+  sk_addr_list fresh;
+  int rc = sk__resolve(c->address, SOCK_DGRAM, &fresh);
+  c->looked_up_ms = now;
+  c->lookup_due = false;
+  c->refusals = 0;
+  if (rc != SK_OK)
+    return c->addrs.count > 0 ? SK_OK : rc;
+  size_t keep = fresh.count;
+  for (size_t i = 0; c->fd >= 0 && i < fresh.count && keep == fresh.count; i++)
+    if (same_addr(&fresh.items[i], &c->addrs.items[c->current]))
+      keep = i;
+  if (c->fd >= 0 && keep == fresh.count) {
+    sk__close(c->fd);
+    c->fd = -1;
+  }
+  c->addrs = fresh;
+  c->current = keep < fresh.count ? keep : 0;
+  return SK_OK;
+}
+
 /* Make the socket and connect it to the current address. Connecting makes
  * the kernel drop datagrams from every other sender, and report refusals. */
 static int open_socket(sk_udp_client *c) {
-  if (c->addrs.count == 0) {
-    int rc = sk__resolve(c->address, SOCK_DGRAM, &c->addrs);
-    if (rc != SK_OK)
-      return rc;
-    c->current = 0;
-  }
   const sk_addr *a = &c->addrs.items[c->current];
   int fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
@@ -70,7 +107,7 @@ fail:
 
 /* The server refused, or is not there: drop the socket (on a UNIX path it
  * may point at a server that has since restarted) and move on to the next
- * address. */
+ * address; once all of them have refused, look the name up again. */
 static void refused(sk_udp_client *c) {
   if (sk__log_enabled(SK_LOG_INFO)) {
     int os_error = sk_last_os_error();
@@ -81,6 +118,8 @@ static void refused(sk_udp_client *c) {
   c->fd = -1;
   if (c->addrs.count > 0)
     c->current = (c->current + 1) % c->addrs.count;
+  if (++c->refusals >= c->addrs.count)
+    c->lookup_due = true;
 }
 
 /* Send the message once, opening the socket if needed. A datagram the
@@ -88,7 +127,7 @@ static void refused(sk_udp_client *c) {
  * one. */
 static int transmit(sk_udp_client *c, const char *m, size_t len) {
   int rc;
-  if (c->fd < 0 && (rc = open_socket(c)) != SK_OK)
+  if ((rc = refresh(c)) != SK_OK || (c->fd < 0 && (rc = open_socket(c)) != SK_OK))
     return rc;
   for (;;) {
     if (send(c->fd, m, len, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
@@ -137,6 +176,7 @@ static int receive(sk_udp_client *c, long long deadline) {
       if (memchr(c->buf, '\0', (size_t)n) != NULL)
         return sk__fail(SK_EPROTO, 0);
       c->buf[n] = '\0';
+      c->refusals = 0;
       return SK_OK;
     }
     if (is_refusal(errno))
@@ -235,6 +275,8 @@ int sk_udp_client_request(sk_udp_client *c, const char *request, const char **re
   int rc = exchange(c, request, len);
   if (rc == SK_OK)
     *reply = c->buf;
+  else if (rc == SK_ETIMEDOUT || rc == SK_ECONNECT)
+    c->lookup_due = true; /* the server may have moved: look again next time */
   return rc;
 }
 

@@ -12,6 +12,7 @@
 
 #include "addr.h"
 #include "internal.h"
+#include "loop.h"
 #include "pool.h"
 
 /* The largest UDP payload over IPv4 (65535 - 8 UDP - 20 IP header). */
@@ -84,7 +85,9 @@ struct sk_udp_server {
   int nfds;
   int nio; /* I/O threads; fixed at listen */
   int wakefd;
-  bool pktinfo;     /* wildcard bind: ask for and reply with the destination */
+  /* The socket file unlink_path removes. */
+  sk_unix_file unix_file;
+  bool pktinfo;     /* wildcard bind: choose each reply's source */
   bool unlink_path; /* we created a UNIX socket file and remove it on destroy */
   bool started;     /* sk_udp_server_start ran and finish() has not */
   _Atomic int state;
@@ -93,8 +96,15 @@ struct sk_udp_server {
   udp_io *io;
   sk_pool *pool;
   atomic_int queued;              /* pool tasks not yet finished */
-  _Atomic int64_t drain_deadline; /* CLOCK_MONOTONIC ns; 0 while serving */
+  _Atomic int64_t drain_deadline; /* sk__clock_ms(); 0 while serving */
   _Atomic uint64_t drain_dropped; /* tasks skipped after the deadline */
+  /* A pool task still running past the drain time keeps the sockets open
+   * (its reply is discarded, but a closed number could be reused under
+   * it) and the memory alive; the last one frees the server if destroy
+   * came first. Under life_lock. */
+  pthread_mutex_t life_lock;
+  bool stragglers;
+  bool destroyed;
 
   struct sockaddr_storage bound;
   socklen_t bound_len;
@@ -125,12 +135,6 @@ typedef struct udp_task {
 
 static void count(sk_udp_server *srv, int stat, uint64_t n) {
   atomic_fetch_add_explicit(&srv->stats[stat], n, memory_order_relaxed);
-}
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static void log_drop(sk_udp_server *srv, const struct sockaddr *from, socklen_t len,
@@ -172,9 +176,11 @@ int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service se
   srv->model = SK_MODEL_EVENT_LOOP;
   srv->io_threads = 1;
   srv->drain_timeout_ms = 5000;
+  pthread_mutex_init(&srv->life_lock, NULL);
   srv->wakefd = sk__wakefd_open();
   if (srv->wakefd < 0) {
     rc = sk__fail(SK_ESYS, errno);
+    pthread_mutex_destroy(&srv->life_lock);
     free(srv);
     return rc;
   }
@@ -273,7 +279,7 @@ static int open_sockets(sk_udp_server *srv) {
     srv->fds[i] = fd;
     if (i == 0) {
       srv->pktinfo = sk__addr_is_wildcard(&srv->addr.ss);
-      srv->unlink_path = sk__addr_is_unix_path(&srv->addr);
+      srv->unlink_path = sk__unix_file_record(&srv->addr, &srv->unix_file);
       srv->bound_len = sizeof srv->bound;
       if (getsockname(fd, (struct sockaddr *)&srv->bound, &srv->bound_len) != 0)
         rc = sk__fail(SK_ESOCKET, errno);
@@ -326,40 +332,56 @@ int sk_udp_server_address(const sk_udp_server *srv, char *buf, size_t size) {
   return sk__addr_format((const struct sockaddr *)&srv->bound, srv->bound_len, buf, size);
 }
 
-/* Turn the destination recorded on receipt into the source of the reply:
- * the same address, so that a client that connected its socket accepts the
- * reply. Returns the control length to send with. */
+/* Turn the packet info recorded on receipt into the source of the reply,
+ * so that a client that connected its socket to the address it sent to
+ * accepts the reply. IPv4: ipi_spec_dst, the local address the kernel
+ * chose for the request, which is its destination when that was unicast
+ * and the receiving interface's address when it was a broadcast or a
+ * multicast group (a reply cannot come from those). IPv6 has no such
+ * field: a multicast destination is left out for the kernel to choose a
+ * source, and the interface index is kept so that the reply leaves by the
+ * interface the request came in on (link-local senders need it). A
+ * dual-stack socket gets both messages for an IPv4 datagram; the IPv4 one
+ * wins, for its ipi_spec_dst. Returns the control length to send with. */
 static size_t reply_control(const struct msghdr *in, pktinfo_control *out) {
   /* The control message goes out at its padded size: no byte of it may be
    * left unwritten. */
   memset(out, 0, sizeof *out);
+  const struct cmsghdr *v4 = NULL, *v6 = NULL;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(in); c; c = CMSG_NXTHDR((struct msghdr *)in, c)) {
-    struct cmsghdr *o = (struct cmsghdr *)(void *)out->buf; /* aligned: see pktinfo_control */
-    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
-      struct in_pktinfo pi;
-      memcpy(&pi, CMSG_DATA(c), sizeof pi);
-      pi.ipi_spec_dst = pi.ipi_addr;
-      pi.ipi_ifindex = 0; /* let routing choose the interface */
-      o->cmsg_level = IPPROTO_IP;
-      o->cmsg_type = IP_PKTINFO;
-      o->cmsg_len = CMSG_LEN(sizeof pi);
-      memcpy(CMSG_DATA(o), &pi, sizeof pi);
-      return CMSG_SPACE(sizeof pi);
-    }
-    if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
-      /* Keep the interface index: link-local sources need it. */
-      o->cmsg_level = IPPROTO_IPV6;
-      o->cmsg_type = IPV6_PKTINFO;
-      o->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
-      memcpy(CMSG_DATA(o), CMSG_DATA(c), sizeof(struct in6_pktinfo));
-      return CMSG_SPACE(sizeof(struct in6_pktinfo));
-    }
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO)
+      v4 = c;
+    else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO)
+      v6 = c;
+  }
+  struct cmsghdr *o = (struct cmsghdr *)(void *)out->buf; /* aligned: see pktinfo_control */
+  if (v4) {
+    struct in_pktinfo pi;
+    memcpy(&pi, CMSG_DATA(v4), sizeof pi);
+    pi.ipi_addr.s_addr = 0; /* not used for sending */
+    pi.ipi_ifindex = 0;     /* let routing choose the interface */
+    o->cmsg_level = IPPROTO_IP;
+    o->cmsg_type = IP_PKTINFO;
+    o->cmsg_len = CMSG_LEN(sizeof pi);
+    memcpy(CMSG_DATA(o), &pi, sizeof pi);
+    return CMSG_SPACE(sizeof pi);
+  }
+  if (v6) {
+    struct in6_pktinfo pi;
+    memcpy(&pi, CMSG_DATA(v6), sizeof pi);
+    if (IN6_IS_ADDR_MULTICAST(&pi.ipi6_addr))
+      pi.ipi6_addr = in6addr_any;
+    o->cmsg_level = IPPROTO_IPV6;
+    o->cmsg_type = IPV6_PKTINFO;
+    o->cmsg_len = CMSG_LEN(sizeof pi);
+    memcpy(CMSG_DATA(o), &pi, sizeof pi);
+    return CMSG_SPACE(sizeof pi);
   }
   return 0;
 }
 
 /* The reply header for a request: back to its sender, from the address the
- * request was sent to. */
+ * request was sent to (see reply_control). */
 static struct msghdr reply_header(const struct msghdr *in, struct iovec *iov,
                                   pktinfo_control *control, bool pktinfo) {
   struct msghdr out = {
@@ -469,7 +491,7 @@ static void run_task(sk_pool_task *task) {
   udp_task *t = (udp_task *)task;
   sk_udp_server *srv = t->srv;
   int64_t deadline = atomic_load(&srv->drain_deadline);
-  if (deadline != 0 && now_ns() >= deadline) {
+  if (deadline != 0 && sk__clock_ms() >= deadline) {
     atomic_fetch_add(&srv->drain_dropped, 1);
   } else {
     count(srv, SK_STAT_MESSAGES_IN, 1);
@@ -481,7 +503,12 @@ static void run_task(sk_pool_task *task) {
     sk__peer_set_addr(&peer, from, t->from_len);
     const char *reply = srv->service(t->request, srv->user);
     sk__peer_bind(was);
-    if (reply && can_answer(srv, from, t->from_len)) {
+    /* A service that outlasted the drain time: its reply is discarded. */
+    deadline = atomic_load(&srv->drain_deadline);
+    bool late = deadline != 0 && sk__clock_ms() >= deadline;
+    if (late)
+      atomic_fetch_add(&srv->drain_dropped, 1);
+    if (reply && !late && can_answer(srv, from, t->from_len)) {
       struct iovec iov = {.iov_base = (void *)reply, .iov_len = strlen(reply)};
       struct msghdr out = {.msg_name = &t->from,
                            .msg_namelen = t->from_len,
@@ -624,6 +651,8 @@ static void *io_loop(void *arg) {
   return NULL;
 }
 
+static void pool_ended(void *arg);
+
 /* End a run: join the I/O threads, let the pool finish its queue within
  * the drain timeout, close the sockets and free the run's buffers. The
  * timeout bounds the wait for queued requests: those still queued when it
@@ -644,11 +673,19 @@ static int finish(sk_udp_server *srv) {
     free(io->bufs); /* tasks of the pool hold copies */
     free(io->arena);
   }
+  bool stragglers = false;
   if (srv->pool) {
-    atomic_store(&srv->drain_deadline, now_ns() + srv->drain_timeout_ms * 1000000);
+    int64_t deadline = sk__clock_ms() + srv->drain_timeout_ms;
+    atomic_store(&srv->drain_deadline, deadline);
     sk__log(SK_LOG_INFO, "udp: draining %d queued requests for up to %lld ms",
             atomic_load(&srv->queued), srv->drain_timeout_ms);
-    sk__pool_destroy(srv->pool);
+    /* A service call still running after the drain time is left to end on
+     * its own: run must return, and never joins it without bound. */
+    if (!sk__pool_close(srv->pool, deadline, pool_ended, srv)) {
+      pthread_mutex_lock(&srv->life_lock);
+      srv->stragglers = stragglers = true;
+      pthread_mutex_unlock(&srv->life_lock);
+    }
     srv->pool = NULL;
     uint64_t dropped = atomic_load(&srv->drain_dropped);
     if (dropped)
@@ -657,7 +694,8 @@ static int finish(sk_udp_server *srv) {
   }
   /* Close now so that datagrams stop queueing for a server that is done;
    * the bound address stays readable. */
-  close_sockets(srv);
+  if (!stragglers)
+    close_sockets(srv);
   free(srv->io);
   srv->io = NULL;
   srv->started = false;
@@ -777,6 +815,25 @@ int sk_udp_server_stat(const sk_udp_server *srv, int stat, uint64_t *out) {
   return SK_OK;
 }
 
+static void free_server(sk_udp_server *srv) {
+  close_sockets(srv);
+  free(srv->fds);
+  sk__close(srv->wakefd);
+  pthread_mutex_destroy(&srv->life_lock);
+  free(srv);
+}
+
+/* The last pool task that outlasted the drain time has ended. */
+static void pool_ended(void *arg) {
+  sk_udp_server *srv = arg;
+  pthread_mutex_lock(&srv->life_lock);
+  srv->stragglers = false;
+  bool destroyed = srv->destroyed;
+  pthread_mutex_unlock(&srv->life_lock);
+  if (destroyed)
+    free_server(srv);
+}
+
 void sk_udp_server_destroy(sk_udp_server *srv) {
   if (!srv)
     return;
@@ -785,10 +842,13 @@ void sk_udp_server_destroy(sk_udp_server *srv) {
     sk_udp_server_stop(srv);
     finish(srv);
   }
-  close_sockets(srv);
-  free(srv->fds);
-  sk__close(srv->wakefd);
   if (srv->unlink_path)
-    sk__unlink_unix_path(&srv->addr);
-  free(srv);
+    sk__unlink_unix_path(&srv->addr, &srv->unix_file);
+  srv->unlink_path = false;
+  pthread_mutex_lock(&srv->life_lock);
+  srv->destroyed = true;
+  bool later = srv->stragglers; /* the last straggler frees it */
+  pthread_mutex_unlock(&srv->life_lock);
+  if (!later)
+    free_server(srv);
 }
