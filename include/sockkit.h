@@ -515,7 +515,13 @@ SK_API int sk_udp_server_get(const sk_udp_server *srv, int option, long long *va
  * listens first if needed.
  *
  * For a UNIX path, an existing file at the path is replaced only if it is a
- * socket; the file is removed by sk_udp_server_destroy().
+ * stale socket: one that refuses a connection because no socket is bound
+ * to it any more (its server exited without removing it). A live socket
+ * there (another server), or a file that is not a socket, is left alone and
+ * listening fails with ::SK_EBIND and `EADDRINUSE`. The file this server
+ * created is removed by sk_udp_server_destroy(), unless by then the path
+ * names another file (it was removed, or replaced by another server). An
+ * abstract address ("unix:@name") already in use fails the same way.
  *
  * @param srv the server.
  * @return ::SK_OK; ::SK_EINVAL for NULL; ::SK_ESTATE if already listening or
@@ -714,7 +720,15 @@ SK_API int sk_tcp_server_get(const sk_tcp_server *srv, int option, long long *va
  * read. Optional: sk_tcp_server_run() listens first if needed.
  *
  * For a UNIX path, an existing file at the path is replaced only if it is a
- * socket; the file is removed by sk_tcp_server_destroy().
+ * stale socket: one that refuses a connection because no socket listens on
+ * it any more (its server exited without removing it). Finding out connects
+ * once, so a live server there sees one connection that closes at once. A
+ * live socket (another server, even one with a full backlog), or a file
+ * that is not a socket, is left alone and listening fails with ::SK_EBIND
+ * and `EADDRINUSE`. The file this server created is removed by
+ * sk_tcp_server_destroy(), unless by then the path names another file (it
+ * was removed, or replaced by another server). An abstract address
+ * ("unix:@name") already in use fails the same way.
  *
  * @param srv the server.
  * @return ::SK_OK; ::SK_EINVAL for NULL; ::SK_ESTATE if already listening or
@@ -1069,6 +1083,16 @@ typedef struct sk_udp_client sk_udp_client;
  * Create a UDP client. Nothing is looked up and no socket is made until the
  * first request or send.
  *
+ * The addresses of a name are kept from one request to the next, and
+ * looked up again when the server may have moved: before the first
+ * transmission of a request that follows a failed one (timed out or
+ * refused), after every address has refused in turn (the next
+ * transmission uses the new addresses), and when the last lookup is a
+ * minute old. The socket is kept while the address it is connected to is
+ * still among the new ones. A lookup that fails keeps the addresses of the
+ * last one that succeeded, so a name server that is down for a while does
+ * not stop a client that has reached its server before.
+ *
  * @param out     receives the client; set to NULL on failure.
  * @param address the server, in the forms of sk_tcp_client_create();
  *                "unix:/path" is a UNIX datagram socket, and the client binds
@@ -1119,7 +1143,9 @@ SK_API int sk_udp_client_get(const sk_udp_client *c, int option, long long *valu
  * connected to the server, so datagrams from any other sender are never
  * taken for the reply. When the server refuses (ICMP port unreachable, or
  * no socket at a UNIX path), the next address of the name is tried at once;
- * once every address has refused, the next transmission waits its turn.
+ * once every address has refused, the name is looked up again and the next
+ * transmission waits its turn. A request that follows a failed one looks
+ * the name up first (see sk_udp_client_create()).
  *
  * @param c       the client.
  * @param request the message, a C string; it is sent without its NUL.

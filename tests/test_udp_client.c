@@ -2,7 +2,9 @@
  * small raw servers: retransmission, refusals, stale and foreign datagrams,
  * truncation, addresses, one-way use and many clients on threads. */
 #include <check.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -465,6 +467,133 @@ START_TEST(test_many_clients_on_threads) {
 }
 END_TEST
 
+/* A name that moves. The client looks names up with getaddrinfo(); this
+ * program defines its own, which answers for one made-up name with the
+ * address in moving_host (or fails to find it while that is empty) and
+ * hands every other name to the C library's. That moves a name without
+ * touching the system's /etc/hosts or name servers, while the library's
+ * own lookup code runs unchanged. */
+#define MOVING_NAME "moving.sktest.invalid"
+static char moving_host[64];
+static atomic_int moving_lookups;
+
+typedef int (*getaddrinfo_fn)(const char *, const char *, const struct addrinfo *,
+                              struct addrinfo **);
+static getaddrinfo_fn real_getaddrinfo;
+static pthread_once_t real_getaddrinfo_once = PTHREAD_ONCE_INIT;
+
+static void find_real_getaddrinfo(void) {
+  void *sym = dlsym(RTLD_NEXT, "getaddrinfo");
+  memcpy(&real_getaddrinfo, &sym, sizeof real_getaddrinfo);
+}
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res) {
+  pthread_once(&real_getaddrinfo_once, find_real_getaddrinfo);
+  if (node && strcmp(node, MOVING_NAME) == 0) {
+    atomic_fetch_add(&moving_lookups, 1);
+    if (moving_host[0] == '\0')
+      return EAI_NONAME;
+    node = moving_host;
+  }
+  return real_getaddrinfo(node, service, hints, res);
+}
+
+static void move_name(const char *host) {
+  snprintf(moving_host, sizeof moving_host, "%s", host);
+}
+
+/* Replies with the server's name, given as its user pointer. */
+static const char *named_service(const char *request, void *user) {
+  (void)request;
+  return user;
+}
+
+/* Server `name` on host:port (port 0: any), running on a thread. */
+static void start_named(sk_test_udp *t, const char *host, int port, const char *name) {
+  char address[64];
+  snprintf(address, sizeof address, "%s:%d", host, port);
+  ck_assert_int_eq(sk_test_udp_start(t, address, named_service, (void *)name), SK_OK);
+}
+
+static sk_udp_client *moving_client(int port) {
+  char address[64];
+  snprintf(address, sizeof address, MOVING_NAME ":%d", port);
+  sk_udp_client *c = new_client(address);
+  ck_assert_int_eq(sk_udp_client_set(c, SK_OPT_RETRY_DELAY_MS, 50), SK_OK);
+  return c;
+}
+
+/* The server moves to another address and the old one refuses: once every
+ * address of the name has refused, the client looks the name up again
+ * within the same request. While requests succeed it does not look again. */
+START_TEST(test_name_looked_up_again_after_refusals) {
+  atomic_store(&moving_lookups, 0);
+  move_name("127.0.0.2");
+  sk_test_udp a;
+  start_named(&a, "127.0.0.2", 0, "A");
+  sk_udp_client *c = moving_client(a.port);
+  expect_reply(c, "who?", "A");
+  expect_reply(c, "who?", "A");
+  ck_assert_int_eq(atomic_load(&moving_lookups), 1); /* not a lookup per request */
+
+  int port = a.port;
+  ck_assert_int_eq(sk_test_udp_stop(&a, WAIT_MS), SK_OK);
+  sk_test_udp b;
+  start_named(&b, "127.0.0.3", port, "B");
+  move_name("127.0.0.3");
+  expect_reply(c, "who?", "B");
+  int attempts = 0;
+  sk_udp_client_attempts(c, &attempts);
+  ck_assert_int_eq(attempts, 2); /* refused by 127.0.0.2, answered at 127.0.0.3 */
+  ck_assert_int_eq(atomic_load(&moving_lookups), 2);
+  expect_reply(c, "who?", "B");
+  ck_assert_int_eq(atomic_load(&moving_lookups), 2);
+  sk_udp_client_destroy(c);
+  ck_assert_int_eq(sk_test_udp_stop(&b, WAIT_MS), SK_OK);
+}
+END_TEST
+
+/* The old address swallows requests (a server that no longer answers, or
+ * a host that is gone): the request times out, and the next one looks the
+ * name up again before it is sent. */
+START_TEST(test_name_looked_up_again_after_a_failed_request) {
+  atomic_store(&moving_lookups, 0);
+  move_name("127.0.0.2");
+  sk_test_udp a;
+  ck_assert_int_eq(sk_test_udp_start(&a, "127.0.0.2:0", never_service, NULL), SK_OK);
+  sk_udp_client *c = moving_client(a.port);
+  ck_assert_int_eq(sk_udp_client_set(c, SK_OPT_ATTEMPTS, 2), SK_OK);
+  ck_assert_int_eq(sk_udp_client_set(c, SK_OPT_REQUEST_TIMEOUT_MS, 300), SK_OK);
+  const char *reply = NULL;
+  ck_assert_int_eq(sk_udp_client_request(c, "who?", &reply), SK_ETIMEDOUT);
+  ck_assert_int_eq(atomic_load(&moving_lookups), 1);
+
+  sk_test_udp b;
+  start_named(&b, "127.0.0.3", a.port, "B");
+  move_name("127.0.0.3");
+  ck_assert_int_eq(sk_udp_client_set(c, SK_OPT_REQUEST_TIMEOUT_MS, WAIT_MS), SK_OK);
+  expect_reply(c, "who?", "B");
+  int attempts = 0;
+  sk_udp_client_attempts(c, &attempts);
+  ck_assert_int_eq(attempts, 1);
+  ck_assert_int_eq(atomic_load(&moving_lookups), 2);
+  ck_assert_int_eq(sk_test_udp_stop(&a, WAIT_MS), SK_OK);
+
+  /* A lookup that fails keeps the addresses it had: the name server being
+   * down does not stop a client that knows where its server is. */
+  move_name("");
+  int port = b.port;
+  ck_assert_int_eq(sk_test_udp_stop(&b, WAIT_MS), SK_OK);
+  ck_assert_int_eq(sk_udp_client_request(c, "who?", &reply), SK_ECONNECT);
+  ck_assert_int_ge(atomic_load(&moving_lookups), 3);
+  start_named(&b, "127.0.0.3", port, "B again");
+  expect_reply(c, "who?", "B again");
+  sk_udp_client_destroy(c);
+  ck_assert_int_eq(sk_test_udp_stop(&b, WAIT_MS), SK_OK);
+}
+END_TEST
+
 START_TEST(test_no_descriptor_leaks) {
   int before = sk_test_fd_count();
   sk_test_udp t;
@@ -503,6 +632,8 @@ static Suite *udp_client_suite(void) {
   tcase_add_test(tc, test_send_and_recv_one_way);
   tcase_add_test(tc, test_arguments_options_and_addresses);
   tcase_add_test(tc, test_many_clients_on_threads);
+  tcase_add_test(tc, test_name_looked_up_again_after_refusals);
+  tcase_add_test(tc, test_name_looked_up_again_after_a_failed_request);
   tcase_add_test(tc, test_no_descriptor_leaks);
   suite_add_tcase(s, tc);
   return s;

@@ -5,7 +5,10 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,6 +153,219 @@ START_TEST(test_wildcard_replies_from_destination) {
   if (sk_test_have_ipv6())
     echo_once(":0", "[::1]");
   echo_once("0.0.0.0:0", "127.0.0.1");
+}
+END_TEST
+
+/* Send `msg` on an unconnected socket and wait for one datagram, noting
+ * who sent it. Returns its length, -1 on error, -2 on timeout. */
+static ssize_t ask_from(int fd, const struct sockaddr *to, socklen_t to_len, const char *msg,
+                        char *reply, size_t size, struct sockaddr_storage *from) {
+  if (sendto(fd, msg, strlen(msg), 0, to, to_len) != (ssize_t)strlen(msg))
+    return -1;
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  int ready = poll(&p, 1, WAIT_MS);
+  if (ready <= 0)
+    return ready == 0 ? -2 : -1;
+  socklen_t from_len = sizeof *from;
+  ssize_t n = recvfrom(fd, reply, size - 1, 0, (struct sockaddr *)from, &from_len);
+  if (n >= 0)
+    reply[n] = '\0';
+  return n;
+}
+
+static struct sockaddr_in ipv4(const char *host, int port) {
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  ck_assert_int_eq(inet_pton(AF_INET, host, &a.sin_addr), 1);
+  return a;
+}
+
+/* "1.2.3.4:port" or "[v6]:port" of an IP socket address. */
+static const char *ip_text(const struct sockaddr_storage *sa, char *buf, size_t size) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (sa->ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    port = ntohs(in->sin_port);
+    snprintf(buf, size, "%s:%d", host, port);
+  } else if (sa->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+    port = ntohs(in6->sin6_port);
+    snprintf(buf, size, "[%s]:%d", host, port);
+  } else {
+    snprintf(buf, size, "family %d", sa->ss_family);
+  }
+  return buf;
+}
+
+/* A wildcard server reached at another address of this host answers from
+ * that address. Over 127.0.0.1 and ::1 the kernel's default source is
+ * already the right one; over 127.0.0.2 it is not (the loopback route
+ * prefers 127.0.0.1), so only the packet info makes the reply acceptable
+ * to a socket connected to 127.0.0.2. */
+START_TEST(test_wildcard_replies_from_other_local_address) {
+  static const char *const servers[] = {":0", "0.0.0.0:0"};
+  static const char *const hosts[] = {"127.0.0.2", "127.0.0.3"};
+  for (size_t s = 0; s < sizeof servers / sizeof servers[0]; s++)
+    for (int i = 0; i < NCONFIGS; i++) {
+      sk_test_udp t;
+      ck_assert_int_eq(
+          sk_test_udp_start_server(&t, configured(servers[s], peer_service, NULL, &configs[i])),
+          SK_OK);
+      for (size_t h = 0; h < sizeof hosts / sizeof hosts[0]; h++) {
+        char target[64], reply[256], text[80];
+        snprintf(target, sizeof target, "%s:%d", hosts[h], t.port);
+        /* A connected socket takes only datagrams from the address it
+         * connected to. */
+        int fd = sk_test_udp_socket(target);
+        ck_assert_int_ge(fd, 0);
+        ssize_t n = sk_test_udp_exchange(fd, "hello", 5, reply, sizeof reply, WAIT_MS);
+        ck_assert_msg(n > 0 && strncmp(reply, "hello|", 6) == 0,
+                      "%s via %s (%s): no reply accepted (%zd)", servers[s], hosts[h],
+                      configs[i].name, n);
+        close(fd);
+        /* An unconnected one sees where the reply came from. */
+        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        struct sockaddr_in to = ipv4(hosts[h], t.port);
+        struct sockaddr_storage from;
+        n = ask_from(fd, (struct sockaddr *)&to, sizeof to, "again", reply, sizeof reply, &from);
+        ck_assert_int_gt(n, 0);
+        ck_assert_str_eq(ip_text(&from, text, sizeof text), target);
+        close(fd);
+      }
+      ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+    }
+}
+END_TEST
+
+/* A broadcast request is answered from the server's own address on the
+ * interface it came in on. A reply cannot come from the broadcast address
+ * (the kernel refuses to send it), so a server that answered from the
+ * request's destination would answer no broadcast at all. */
+START_TEST(test_wildcard_answers_broadcast_from_unicast_address) {
+  static const char *const servers[] = {":0", "0.0.0.0:0"};
+  for (size_t s = 0; s < sizeof servers / sizeof servers[0]; s++)
+    for (int i = 0; i < NCONFIGS; i++) {
+      sk_test_udp t;
+      ck_assert_int_eq(
+          sk_test_udp_start_server(&t, configured(servers[s], peer_service, NULL, &configs[i])),
+          SK_OK);
+      int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      ck_assert_int_ge(fd, 0);
+      int on = 1;
+      ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &on, sizeof on), 0);
+      /* Linux gives lo's 127.0.0.1/8 the broadcast address 127.255.255.255. */
+      struct sockaddr_in to = ipv4("127.255.255.255", t.port);
+      struct sockaddr_storage from;
+      char reply[256], text[80], want[64];
+      ssize_t n =
+          ask_from(fd, (struct sockaddr *)&to, sizeof to, "anyone?", reply, sizeof reply, &from);
+      ck_assert_msg(sk_test_wait_udp_stat(t.srv, SK_STAT_MESSAGES_IN, 1, WAIT_MS),
+                    "%s (%s): the broadcast did not reach the server", servers[s], configs[i].name);
+      ck_assert_msg(n > 0, "%s (%s): no reply to a broadcast (%zd)", servers[s], configs[i].name,
+                    n);
+      ck_assert_msg(strncmp(reply, "anyone?|127.0.0.1:", 18) == 0, "reply was '%s'", reply);
+      snprintf(want, sizeof want, "127.0.0.1:%d", t.port);
+      ck_assert_str_eq(ip_text(&from, text, sizeof text), want);
+      /* Several I/O threads each get a copy of a broadcast; every copy is
+       * answered and none is a send error. */
+      uint64_t errors = 1;
+      ck_assert_int_eq(sk_udp_server_stat(t.srv, SK_STAT_DROPS_SEND_ERROR, &errors), SK_OK);
+      ck_assert_uint_eq(errors, 0);
+      close(fd);
+      ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+    }
+}
+END_TEST
+
+/* A multicast-capable interface other than lo with an IPv6 link-local
+ * address, or 0. */
+static unsigned ipv6_multicast_interface(void) {
+  struct ifaddrs *list = NULL;
+  unsigned found = 0;
+  if (getifaddrs(&list) != 0)
+    return 0;
+  for (struct ifaddrs *i = list; i && !found; i = i->ifa_next) {
+    unsigned want = IFF_UP | IFF_RUNNING | IFF_MULTICAST;
+    if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET6 && (i->ifa_flags & want) == want &&
+        !(i->ifa_flags & IFF_LOOPBACK) &&
+        IN6_IS_ADDR_LINKLOCAL(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr))
+      found = if_nametoindex(i->ifa_name);
+  }
+  freeifaddrs(list);
+  return found;
+}
+
+/* IPv6 has no ipi_spec_dst: a request sent to a multicast group is
+ * answered from an address the kernel chooses on the interface it came in
+ * on, never from the group (the kernel refuses that with EINVAL).
+ *
+ * Linux's lo cannot carry IPv6 multicast (no IFF_MULTICAST, no multicast
+ * route; even with both set by hand in a private network namespace
+ * nothing is delivered), so the request goes out on a real interface with
+ * a hop limit of 0: the kernel loops it back to this host's sockets and
+ * then discards it, so nothing leaves the machine. Without such an
+ * interface the test says so and passes. */
+START_TEST(test_wildcard_answers_ipv6_multicast_from_unicast_address) {
+  unsigned ifindex = sk_test_have_ipv6() ? ipv6_multicast_interface() : 0;
+  if (ifindex == 0) {
+    fprintf(stderr, "%s: skipped: no IPv6 multicast interface\n", __func__);
+    return;
+  }
+  static const char *const groups[] = {"ff02::1", "ff01::1"};
+  for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++)
+    for (int i = 0; i < NCONFIGS; i++) {
+      sk_test_udp t;
+      ck_assert_int_eq(
+          sk_test_udp_start_server(&t, configured("[::]:0", peer_service, NULL, &configs[i])),
+          SK_OK);
+      int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      ck_assert_int_ge(fd, 0);
+      int hops = 0;
+      ck_assert_int_eq(setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof ifindex),
+                       0);
+      ck_assert_int_eq(setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof hops), 0);
+      struct sockaddr_in6 to = {
+          .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)t.port), .sin6_scope_id = ifindex};
+      ck_assert_int_eq(inet_pton(AF_INET6, groups[g], &to.sin6_addr), 1);
+      struct sockaddr_storage from;
+      char reply[256], text[80];
+      ssize_t n =
+          ask_from(fd, (struct sockaddr *)&to, sizeof to, "anyone?", reply, sizeof reply, &from);
+      if (n == -1 && g == 0 && i == 0 && errno == ENETUNREACH) {
+        fprintf(stderr, "%s: skipped: no IPv6 multicast route\n", __func__);
+        close(fd);
+        ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+        return;
+      }
+      ck_assert_msg(sk_test_wait_udp_stat(t.srv, SK_STAT_MESSAGES_IN, 1, WAIT_MS),
+                    "%s (%s): the request did not reach the server", groups[g], configs[i].name);
+      ck_assert_msg(n > 0, "%s (%s): no reply to a multicast request (%zd)", groups[g],
+                    configs[i].name, n);
+      ck_assert_msg(strncmp(reply, "anyone?|[", 9) == 0, "reply was '%s'", reply);
+      ck_assert_int_eq(from.ss_family, AF_INET6);
+      const struct sockaddr_in6 *src = (const struct sockaddr_in6 *)&from;
+      ck_assert_msg(!IN6_IS_ADDR_MULTICAST(&src->sin6_addr) &&
+                        !IN6_IS_ADDR_UNSPECIFIED(&src->sin6_addr),
+                    "reply from %s", ip_text(&from, text, sizeof text));
+      ck_assert_int_eq(ntohs(src->sin6_port), t.port);
+      /* The source is one of this host's addresses: a socket bound to it
+       * and connected to the client works (bind fails for a foreign one). */
+      int check = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      struct sockaddr_in6 local = *src;
+      local.sin6_port = 0;
+      ck_assert_msg(bind(check, (struct sockaddr *)&local, sizeof local) == 0,
+                    "reply from %s, not a local address: %s", ip_text(&from, text, sizeof text),
+                    strerror(errno));
+      close(check);
+      uint64_t errors = 1;
+      ck_assert_int_eq(sk_udp_server_stat(t.srv, SK_STAT_DROPS_SEND_ERROR, &errors), SK_OK);
+      ck_assert_uint_eq(errors, 0);
+      close(fd);
+      ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+    }
 }
 END_TEST
 
@@ -829,9 +1045,11 @@ static void on_drain_log(int level, const char *message, void *user) {
   }
 }
 
-/* With a drain timeout of 0, stop waits for the service call in progress
- * but drops the requests still queued without running the service. */
+/* With a drain timeout of 0, stop does not wait for the service call in
+ * progress (it is left to end on its own) and drops the requests still
+ * queued without running the service. */
 START_TEST(test_pool_drain_timeout_drops_queued_requests) {
+  int baseline = sk_test_thread_baseline();
   gate g;
   gate_init(&g);
   drain_log logs = {.gate = &g};
@@ -847,14 +1065,170 @@ START_TEST(test_pool_drain_timeout_drops_queued_requests) {
     ck_assert_int_eq(send(fd, "req", 3, 0), 3);
   ck_assert(sk_test_wait(gate_entered, &g, WAIT_MS));
   ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+  ck_assert_int_ge(atomic_load(&logs.queued), 1); /* the running request, and those after it */
+  /* The worker ends once its call returns, dropping the queued requests. */
+  ck_assert(sk_test_wait_threads(baseline, WAIT_MS));
   ck_assert_int_eq(atomic_load(&g.entered), 1);
-  int queued = atomic_load(&logs.queued);
-  ck_assert_int_ge(queued, 1); /* the running request, and those received after it */
-  ck_assert_int_eq(atomic_load(&logs.dropped), queued - 1);
+  char reply[16]; /* the call outlived the drain time: its reply is discarded */
+  ck_assert_int_eq(sk_test_udp_recv(fd, reply, sizeof reply, 100), -2);
   close(fd);
   sk_set_log_handler(NULL, NULL);
   sk_set_log_level(SK_LOG_WARN);
   gate_destroy(&g);
+}
+END_TEST
+
+/* Requests "q0".."q<DRAIN_REQUESTS-1>" held behind a gate, each then taking
+ * pause_ms; which of them reached the service is recorded. */
+#define DRAIN_REQUESTS 20
+
+typedef struct drain_service {
+  gate gate;
+  int pause_ms;
+  atomic_bool ran[DRAIN_REQUESTS];
+  atomic_int inside; /* calls running now */
+} drain_service;
+
+static const char *drain_service_run(const char *request, void *user) {
+  drain_service *d = user;
+  atomic_fetch_add(&d->inside, 1);
+  int k = -1;
+  if (sscanf(request, "q%d", &k) == 1 && k >= 0 && k < DRAIN_REQUESTS)
+    atomic_store(&d->ran[k], true);
+  gated_service(request, &d->gate);
+  struct timespec pause = {d->pause_ms / 1000, (long)(d->pause_ms % 1000) * 1000000};
+  while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+    ;
+  atomic_fetch_sub(&d->inside, 1);
+  return request;
+}
+
+static bool drain_idle(void *arg) {
+  return atomic_load(&((drain_service *)arg)->inside) == 0;
+}
+
+static int drain_ran(drain_service *d) {
+  int n = 0;
+  for (int k = 0; k < DRAIN_REQUESTS; k++)
+    n += atomic_load(&d->ran[k]);
+  return n;
+}
+
+static bool run_returned(void *arg) {
+  return atomic_load(&((sk_test_udp *)arg)->done);
+}
+
+/* Start a one-worker pool server with the given drain timeout, have the
+ * worker enter the service with q0, queue q1..q19 behind it, and make sure
+ * all of them left the socket for the pool's queue. Returns the client. */
+static int queue_drain_requests(sk_test_udp *t, drain_service *d, long long drain_ms) {
+  const udp_config one = {"1 worker", SK_MODEL_WORKER_POOL, 1, 1};
+  sk_udp_server *srv = configured("127.0.0.1:0", drain_service_run, d, &one);
+  ck_assert_int_eq(sk_udp_server_set(srv, SK_OPT_DRAIN_TIMEOUT_MS, drain_ms), SK_OK);
+  ck_assert_int_eq(sk_test_udp_start_server(t, srv), SK_OK);
+  int fd = sk_test_udp_socket(t->address);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(send(fd, "q0", 2, 0), 2);
+  ck_assert(sk_test_wait(gate_entered, &d->gate, WAIT_MS));
+  char msg[16];
+  for (int k = 1; k < DRAIN_REQUESTS; k++) {
+    int len = snprintf(msg, sizeof msg, "q%d", k);
+    ck_assert_int_eq(send(fd, msg, (size_t)len, 0), len);
+  }
+  /* The one I/O thread takes datagrams in order: once it has dropped this
+   * one (a NUL inside), it has handed every request before it to the pool. */
+  ck_assert_int_eq(send(fd, "x\0", 2, 0), 2);
+  ck_assert(sk_test_wait_udp_stat(t->srv, SK_STAT_DROPS_NUL, 1, WAIT_MS));
+  return fd;
+}
+
+/* With time enough to drain, stop answers every queued request before run
+ * returns, though the service is released only once stop has begun. */
+START_TEST(test_pool_drain_answers_every_queued_request) {
+  drain_service d = {.pause_ms = 0};
+  gate_init(&d.gate);
+  drain_log logs = {.gate = &d.gate};
+  atomic_init(&logs.queued, -1);
+  sk_set_log_handler(on_drain_log, &logs);
+  ck_assert_int_eq(sk_set_log_level(SK_LOG_INFO), SK_OK);
+  sk_test_udp t;
+  int fd = queue_drain_requests(&t, &d, 5000);
+  ck_assert_int_eq(drain_ran(&d), 1);
+
+  atomic_store(&t.stopping, true);
+  ck_assert_int_eq(sk_udp_server_stop(t.srv), SK_OK); /* the log opens the gate */
+  ck_assert(sk_test_wait(run_returned, &t, 2 * WAIT_MS));
+  ck_assert_int_eq(atomic_load(&logs.queued), DRAIN_REQUESTS);
+  ck_assert_int_eq(atomic_load(&logs.dropped), 0);
+  uint64_t in = 0, out = 0;
+  ck_assert_int_eq(sk_udp_server_stat(t.srv, SK_STAT_MESSAGES_IN, &in), SK_OK);
+  ck_assert_int_eq(sk_udp_server_stat(t.srv, SK_STAT_MESSAGES_OUT, &out), SK_OK);
+  ck_assert_uint_eq(in, DRAIN_REQUESTS);
+  ck_assert_uint_eq(out, DRAIN_REQUESTS); /* all sent before run returned */
+  ck_assert_int_eq(drain_ran(&d), DRAIN_REQUESTS);
+
+  bool answered[DRAIN_REQUESTS] = {false};
+  char reply[32];
+  for (int i = 0; i < DRAIN_REQUESTS; i++) {
+    ck_assert_int_gt(sk_test_udp_recv(fd, reply, sizeof reply, WAIT_MS), 0);
+    int k = -1;
+    ck_assert_msg(sscanf(reply, "q%d", &k) == 1 && k >= 0 && k < DRAIN_REQUESTS && !answered[k],
+                  "reply '%s'", reply);
+    answered[k] = true;
+  }
+  ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+  close(fd);
+  sk_set_log_handler(NULL, NULL);
+  sk_set_log_level(SK_LOG_WARN);
+  gate_destroy(&d.gate);
+}
+END_TEST
+
+/* With a short drain timeout and a slow service, the requests still queued
+ * when the timeout passes are dropped without running the service, and run
+ * returns long before serving them all would have taken. Each call takes at
+ * least 100 ms from the start of the 200 ms drain, so at most three start
+ * in time: a generous bound is half of them. (The call running when the
+ * timeout passes may end after run returns; the test waits for it, as its
+ * service state lives on the test's stack.) */
+START_TEST(test_pool_short_drain_drops_requests_not_started) {
+  drain_service d = {.pause_ms = 100};
+  gate_init(&d.gate);
+  drain_log logs = {.gate = &d.gate};
+  atomic_init(&logs.queued, -1);
+  sk_set_log_handler(on_drain_log, &logs);
+  ck_assert_int_eq(sk_set_log_level(SK_LOG_INFO), SK_OK);
+  sk_test_udp t;
+  int fd = queue_drain_requests(&t, &d, 200);
+
+  long long start = sk_test_now_ms();
+  atomic_store(&t.stopping, true);
+  ck_assert_int_eq(sk_udp_server_stop(t.srv), SK_OK);
+  ck_assert(sk_test_wait(run_returned, &t, 2 * WAIT_MS));
+  long long elapsed = sk_test_now_ms() - start;
+  ck_assert_int_eq(atomic_load(&logs.queued), DRAIN_REQUESTS);
+  ck_assert(sk_test_wait(drain_idle, &d, 2 * WAIT_MS));
+  int ran = drain_ran(&d);
+  ck_assert_msg(ran >= 1 && ran <= DRAIN_REQUESTS / 2, "%d requests reached the service", ran);
+  uint64_t in = 0;
+  ck_assert_int_eq(sk_udp_server_stat(t.srv, SK_STAT_MESSAGES_IN, &in), SK_OK);
+  ck_assert_uint_eq(in, (uint64_t)ran);
+  ck_assert_msg(elapsed < DRAIN_REQUESTS * d.pause_ms / 2, "run took %lld ms to return", elapsed);
+
+  /* No reply for a request the service never saw. */
+  char reply[32];
+  ssize_t n;
+  while ((n = sk_test_udp_recv(fd, reply, sizeof reply, 0)) > 0) {
+    int k = -1;
+    ck_assert_msg(sscanf(reply, "q%d", &k) == 1 && k >= 0 && k < DRAIN_REQUESTS &&
+                      atomic_load(&d.ran[k]),
+                  "reply '%s'", reply);
+  }
+  ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+  close(fd);
+  sk_set_log_handler(NULL, NULL);
+  sk_set_log_level(SK_LOG_WARN);
+  gate_destroy(&d.gate);
 }
 END_TEST
 
@@ -913,6 +1287,9 @@ static Suite *udp_suite(void) {
   tcase_add_test(tc, test_echo_unix);
   tcase_add_test(tc, test_echo_abstract_unix);
   tcase_add_test(tc, test_wildcard_replies_from_destination);
+  tcase_add_test(tc, test_wildcard_replies_from_other_local_address);
+  tcase_add_test(tc, test_wildcard_answers_broadcast_from_unicast_address);
+  tcase_add_test(tc, test_wildcard_answers_ipv6_multicast_from_unicast_address);
   tcase_add_test(tc, test_stale_unix_socket_replaced_other_file_kept);
   tcase_add_test(tc, test_unix_unbound_sender_is_counted_drop);
   tcase_add_test(tc, test_concurrent_clients_all_replies_verified);
@@ -930,6 +1307,8 @@ static Suite *udp_suite(void) {
   tcase_add_test(tc, test_io_threads_port_in_use_is_ebind);
   tcase_add_test(tc, test_pool_queue_full_is_counted_drop);
   tcase_add_test(tc, test_pool_drain_timeout_drops_queued_requests);
+  tcase_add_test(tc, test_pool_drain_answers_every_queued_request);
+  tcase_add_test(tc, test_pool_short_drain_drops_requests_not_started);
   tcase_add_test(tc, test_large_replies);
   suite_add_tcase(s, tc);
   return s;
