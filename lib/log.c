@@ -53,7 +53,7 @@ void sk_set_log_handler(sk_log_fn fn, void *user) {
 
 int sk_set_log_level(int level) {
   if (level < SK_LOG_ERROR || level > SK_LOG_DEBUG)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   atomic_store_explicit(&max_level, level, memory_order_relaxed);
   return SK_OK;
 }

@@ -163,8 +163,9 @@ bool sk__pool_close(sk_pool *p, int64_t deadline_ms, void (*done)(void *), void 
     p->done_arg = arg;
     int left = p->alive;
     pthread_mutex_unlock(&p->lock);
-    sk__log(SK_LOG_WARN, "pool: %d service call(s) still running after the drain timeout; "
-                         "left to finish on their own",
+    sk__log(SK_LOG_WARN,
+            "pool: %d service call(s) still running after the drain timeout; "
+            "left to finish on their own",
             left);
     return false;
   }

@@ -153,7 +153,7 @@ struct sk_tcp_server {
   _Atomic int state; /* sk_tcp_state; read by the thread-safe queries */
   atomic_bool stop_requested;
   _Atomic int64_t drain_deadline; /* sk__clock_ms() when a stop's drain ends; 0 before */
-  atomic_bool cancel_jobs; /* drain time is over: queued jobs skip the service */
+  atomic_bool cancel_jobs;        /* drain time is over: queued jobs skip the service */
   /* Never drained: once written, every loop and connection thread sees it
    * readable, which is what makes stop sticky and reach them all. */
   int stopfd;
@@ -224,8 +224,8 @@ int sk__tcp_io_run(sk_tcp_io *io);
  * output reached the limit), SK_ENOMEM (a reply could not be queued: the
  * connection must end after the replies before it) or SK_EMSGSIZE /
  * SK_EPROTO for the protocol error that stopped it (at buf + *used). */
-int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t limit,
-                      size_t *used, sk_buf **out, sk_tally *tally, sk_peer *peer);
+int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t limit, size_t *used,
+                      sk_buf **out, sk_tally *tally, sk_peer *peer);
 /* Count and log what made sk__tcp_serve_all fail (its negative result). */
 void sk__tcp_serve_failed(sk_tcp_server *srv, int fd, int rc);
 void sk__tcp_log_conn(int level, int fd, const char *what);

@@ -113,7 +113,7 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd) {
       break;
     }
     if (r < 0)
-      break; /* stopped: every reply owed was sent already */
+      break;                                     /* stopped: every reply owed was sent already */
     char *dst = sk__buf_reserve(&in, chunk + 1); /* + the NUL after the last message */
     if (!dst) {
       sk__log(SK_LOG_ERROR, "tcp: out of memory for a connection's input; closing it");
@@ -135,8 +135,7 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd) {
       /* At most one reply past the high-water mark is queued; it is sent
        * before more messages are taken from the input. */
       size_t used = 0;
-      rc = sk__tcp_serve_all(srv, fd, sk__buf_bytes(in), in->len, high, &used, &out, &tally,
-                             &peer);
+      rc = sk__tcp_serve_all(srv, fd, sk__buf_bytes(in), in->len, high, &used, &out, &tally, &peer);
       if (used > 0) {
         sk__buf_consume(&in, used);
         if (srv->idle_timeout_ms)

@@ -261,10 +261,10 @@ static int recv_message(sk_tcp_client *c, long long deadline) {
 
 int sk_tcp_client_create(sk_tcp_client **out, const char *address) {
   if (!out)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   *out = NULL;
   if (!address)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   if (sk__resolve_check(address) != 0)
     return sk__fail(SK_EADDR, 0);
   sk_tcp_client *c = calloc(1, sizeof *c);
@@ -281,7 +281,7 @@ int sk_tcp_client_create(sk_tcp_client **out, const char *address) {
 
 int sk_tcp_client_set(sk_tcp_client *c, int option, long long value) {
   if (!c)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   /* The bytes already received were framed the old way. */
   bool settable = option != SK_OPT_FRAMING || c->fd < 0;
   return sk__client_opt_set(&c->opts, SK_CLIENT_TCP, option, value, settable);
@@ -289,13 +289,13 @@ int sk_tcp_client_set(sk_tcp_client *c, int option, long long value) {
 
 int sk_tcp_client_get(const sk_tcp_client *c, int option, long long *value) {
   if (!c || !value)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   return sk__client_opt_get(&c->opts, SK_CLIENT_TCP, option, value);
 }
 
 int sk_tcp_client_connect(sk_tcp_client *c, int timeout_ms) {
   if (!c)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   if (c->fd >= 0)
     return SK_OK;
   return connect_retrying(c, timeout_ms);
@@ -305,7 +305,7 @@ int sk_tcp_client_request(sk_tcp_client *c, const char *request, const char **re
   if (reply)
     *reply = NULL;
   if (!c || !request || !reply)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   size_t len = strlen(request);
   int rc = check_message(c, request, len);
   if (rc != SK_OK)
@@ -328,7 +328,7 @@ int sk_tcp_client_request(sk_tcp_client *c, const char *request, const char **re
 
 int sk_tcp_client_send(sk_tcp_client *c, const char *message) {
   if (!c || !message)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   size_t len = strlen(message);
   int rc = check_message(c, message, len);
   if (rc != SK_OK)
@@ -345,7 +345,7 @@ int sk_tcp_client_recv(sk_tcp_client *c, const char **message, int timeout_ms) {
   if (message)
     *message = NULL;
   if (!c || !message)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   if (c->fd < 0)
     return sk__fail(SK_ESTATE, 0);
   int rc = recv_message(c, timeout_ms < 0 ? -1 : sk__now_ms() + timeout_ms);
@@ -358,7 +358,7 @@ int sk_tcp_client_recv(sk_tcp_client *c, const char **message, int timeout_ms) {
 
 int sk_tcp_client_attempts(const sk_tcp_client *c, int *attempts) {
   if (!c || !attempts)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   *attempts = c->attempts;
   return SK_OK;
 }

@@ -115,8 +115,8 @@ static inline bool serve_one(sk_tcp_server *srv, int framing, const char *payloa
  * reply beyond what the caller allows. */
 static inline __attribute__((always_inline)) int serve_run(sk_tcp_server *srv, int framing,
                                                            bool nul_free, char *buf, size_t len,
-                                                           size_t limit, size_t *used,
-                                                           sk_buf **out, sk_tally *tally) {
+                                                           size_t limit, size_t *used, sk_buf **out,
+                                                           sk_tally *tally) {
   size_t max = (size_t)srv->max_message;
   size_t done = 0;
   int rc = 1;
@@ -159,8 +159,8 @@ static inline __attribute__((always_inline)) int serve_run(sk_tcp_server *srv, i
   return rc < 0 ? rc : 0;
 }
 
-int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t limit,
-                      size_t *used, sk_buf **out, sk_tally *tally, sk_peer *peer) {
+int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t limit, size_t *used,
+                      sk_buf **out, sk_tally *tally, sk_peer *peer) {
   int framing = (int)srv->framing;
   /* One search for NUL over everything this read brought, instead of one
    * per message; only a buffer that holds one pays for the checked decoder. */

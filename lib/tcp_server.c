@@ -12,10 +12,10 @@
 
 int sk_tcp_server_create(sk_tcp_server **out, const char *address, sk_service service, void *user) {
   if (!out)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   *out = NULL;
   if (!address || !service)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   sk_addr addr;
   int rc = sk__addr_parse(&addr, address);
   if (rc != 0)
@@ -81,20 +81,20 @@ static const sk_option_def tcp_options[] = {
 
 int sk_tcp_server_set(sk_tcp_server *srv, int option, long long value) {
   if (!srv)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   return sk__option_set(srv, tcp_options, SK__COUNT(tcp_options), option, value,
                         srv->state == SK_TCP_CREATED);
 }
 
 int sk_tcp_server_get(const sk_tcp_server *srv, int option, long long *value) {
   if (!srv || !value)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   return sk__option_get(srv, tcp_options, SK__COUNT(tcp_options), option, value);
 }
 
 int sk_tcp_server_set_reply_free(sk_tcp_server *srv, sk_reply_free fn) {
   if (!srv)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   if (srv->state != SK_TCP_CREATED)
     return sk__fail(SK_ESTATE, 0);
   srv->reply_free = fn;
@@ -124,7 +124,7 @@ static void free_io(sk_tcp_server *srv) {
 
 int sk_tcp_server_listen(sk_tcp_server *srv) {
   if (!srv)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   if (srv->state != SK_TCP_CREATED || atomic_load(&srv->stop_requested))
     return sk__fail(SK_ESTATE, 0);
   int nio = srv->io_threads ? (int)srv->io_threads : sk__cpu_count();
@@ -194,7 +194,7 @@ fail:
 
 int sk_tcp_server_port(const sk_tcp_server *srv, int *port) {
   if (!srv || !port)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   if (srv->state == SK_TCP_CREATED)
     return sk__fail(SK_ESTATE, 0);
   *port = sk__addr_port((const struct sockaddr *)&srv->bound);
@@ -203,10 +203,11 @@ int sk_tcp_server_port(const sk_tcp_server *srv, int *port) {
 
 int sk_tcp_server_address(const sk_tcp_server *srv, char *buf, size_t size) {
   if (!srv || !buf)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   if (srv->state == SK_TCP_CREATED)
     return sk__fail(SK_ESTATE, 0);
-  return sk__addr_format((const struct sockaddr *)&srv->bound, srv->bound_len, buf, size);
+  int rc = sk__addr_format((const struct sockaddr *)&srv->bound, srv->bound_len, buf, size);
+  return rc == SK_OK ? SK_OK : sk__fail(rc, 0);
 }
 
 static void *io_thread(void *arg) {
@@ -290,7 +291,7 @@ static int finish(sk_tcp_server *srv, int rc) {
 
 int sk_tcp_server_run(sk_tcp_server *srv) {
   if (!srv)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   int rc = prepare(srv);
   if (rc != SK_OK)
     return rc;
@@ -302,7 +303,7 @@ int sk_tcp_server_run(sk_tcp_server *srv) {
 
 int sk_tcp_server_start(sk_tcp_server *srv) {
   if (!srv)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   int rc = prepare(srv);
   if (rc != SK_OK)
     return rc;
@@ -315,7 +316,7 @@ int sk_tcp_server_start(sk_tcp_server *srv) {
 
 int sk_tcp_server_stop(sk_tcp_server *srv) {
   if (!srv)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   /* Only a lock-free atomic store and write(2): both async-signal-safe. */
   atomic_store(&srv->stop_requested, true);
   sk__wake(srv->stopfd);
@@ -326,7 +327,7 @@ int sk_tcp_server_stat(const sk_tcp_server *srv, int stat, uint64_t *out) {
   if (!srv || !out || stat <= 0 || stat >= SK_TCP_STAT_COUNT || stat == SK_STAT_DROPS_NO_ADDRESS ||
       stat == SK_STAT_DROPS_WOULD_BLOCK || stat == SK_STAT_DROPS_SEND_ERROR ||
       stat == SK_STAT_DROPS_QUEUE_FULL)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   if (stat == SK_STAT_CONNECTIONS_ACTIVE)
     *out = (uint64_t)atomic_load(&((sk_tcp_server *)srv)->active);
   else if (stat == SK_STAT_BYTES_BUFFERED)

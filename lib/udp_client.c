@@ -234,10 +234,10 @@ static int exchange(sk_udp_client *c, const char *m, size_t len) {
 
 int sk_udp_client_create(sk_udp_client **out, const char *address) {
   if (!out)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   *out = NULL;
   if (!address)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   if (sk__resolve_check(address) != 0)
     return sk__fail(SK_EADDR, 0);
   sk_udp_client *c = calloc(1, sizeof *c);
@@ -254,13 +254,13 @@ int sk_udp_client_create(sk_udp_client **out, const char *address) {
 
 int sk_udp_client_set(sk_udp_client *c, int option, long long value) {
   if (!c)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   return sk__client_opt_set(&c->opts, SK_CLIENT_UDP, option, value, true);
 }
 
 int sk_udp_client_get(const sk_udp_client *c, int option, long long *value) {
   if (!c || !value)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   return sk__client_opt_get(&c->opts, SK_CLIENT_UDP, option, value);
 }
 
@@ -268,7 +268,7 @@ int sk_udp_client_request(sk_udp_client *c, const char *request, const char **re
   if (reply)
     *reply = NULL;
   if (!c || !request || !reply)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   size_t len = strlen(request);
   if (len > (size_t)c->opts.max_message)
     return sk__fail(SK_EMSGSIZE, 0);
@@ -282,7 +282,7 @@ int sk_udp_client_request(sk_udp_client *c, const char *request, const char **re
 
 int sk_udp_client_send(sk_udp_client *c, const char *message) {
   if (!c || !message)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   size_t len = strlen(message);
   if (len > (size_t)c->opts.max_message)
     return sk__fail(SK_EMSGSIZE, 0);
@@ -296,7 +296,7 @@ int sk_udp_client_recv(sk_udp_client *c, const char **message, int timeout_ms) {
   if (message)
     *message = NULL;
   if (!c || !message)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   if (c->fd < 0)
     return sk__fail(SK_ESTATE, 0);
   int rc = receive(c, timeout_ms < 0 ? -1 : sk__now_ms() + timeout_ms);
@@ -307,7 +307,7 @@ int sk_udp_client_recv(sk_udp_client *c, const char **message, int timeout_ms) {
 
 int sk_udp_client_attempts(const sk_udp_client *c, int *attempts) {
   if (!c || !attempts)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   *attempts = c->attempts;
   return SK_OK;
 }

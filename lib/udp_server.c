@@ -157,10 +157,10 @@ static void log_drop(sk_udp_server *srv, const struct sockaddr *from, socklen_t 
 
 int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service service, void *user) {
   if (!out)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   *out = NULL;
   if (!address || !service)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   sk_addr addr;
   int rc = sk__addr_parse(&addr, address);
   if (rc != 0)
@@ -206,20 +206,20 @@ static const sk_option_def udp_options[] = {
 
 int sk_udp_server_set(sk_udp_server *srv, int option, long long value) {
   if (!srv)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   return sk__option_set(srv, udp_options, SK__COUNT(udp_options), option, value,
                         srv->state == UDP_CREATED);
 }
 
 int sk_udp_server_get(const sk_udp_server *srv, int option, long long *value) {
   if (!srv || !value)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   return sk__option_get(srv, udp_options, SK__COUNT(udp_options), option, value);
 }
 
 int sk_udp_server_set_reply_free(sk_udp_server *srv, sk_reply_free fn) {
   if (!srv)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   if (srv->state != UDP_CREATED)
     return sk__fail(SK_ESTATE, 0);
   srv->reply_free = fn;
@@ -299,7 +299,7 @@ static int open_sockets(sk_udp_server *srv) {
 
 int sk_udp_server_listen(sk_udp_server *srv) {
   if (!srv)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   if (srv->state != UDP_CREATED || atomic_load(&srv->stop_requested))
     return sk__fail(SK_ESTATE, 0);
   int rc = open_sockets(srv);
@@ -317,7 +317,7 @@ int sk_udp_server_listen(sk_udp_server *srv) {
 
 int sk_udp_server_port(const sk_udp_server *srv, int *port) {
   if (!srv || !port)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   if (srv->state == UDP_CREATED)
     return sk__fail(SK_ESTATE, 0);
   *port = sk__addr_port((const struct sockaddr *)&srv->bound);
@@ -326,10 +326,11 @@ int sk_udp_server_port(const sk_udp_server *srv, int *port) {
 
 int sk_udp_server_address(const sk_udp_server *srv, char *buf, size_t size) {
   if (!srv || !buf)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   if (srv->state == UDP_CREATED)
     return sk__fail(SK_ESTATE, 0);
-  return sk__addr_format((const struct sockaddr *)&srv->bound, srv->bound_len, buf, size);
+  int rc = sk__addr_format((const struct sockaddr *)&srv->bound, srv->bound_len, buf, size);
+  return rc == SK_OK ? SK_OK : sk__fail(rc, 0);
 }
 
 /* Turn the packet info recorded on receipt into the source of the reply,
@@ -767,7 +768,7 @@ static int spawn(sk_udp_server *srv, int first) {
 
 int sk_udp_server_run(sk_udp_server *srv) {
   if (!srv)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   int rc = begin(srv);
   if (rc != SK_OK)
     return rc;
@@ -781,7 +782,7 @@ int sk_udp_server_run(sk_udp_server *srv) {
 
 int sk_udp_server_start(sk_udp_server *srv) {
   if (!srv)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   int rc = begin(srv);
   if (rc != SK_OK)
     return rc;
@@ -794,7 +795,7 @@ int sk_udp_server_start(sk_udp_server *srv) {
 
 int sk_udp_server_stop(sk_udp_server *srv) {
   if (!srv)
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   /* Only a lock-free atomic store and write(2): both async-signal-safe. */
   atomic_store(&srv->stop_requested, true);
   sk__wake(srv->wakefd);
@@ -810,7 +811,7 @@ static bool udp_stat(int stat) {
 
 int sk_udp_server_stat(const sk_udp_server *srv, int stat, uint64_t *out) {
   if (!srv || !out || !udp_stat(stat))
-    return SK_EINVAL;
+    return sk__fail(SK_EINVAL, 0);
   *out = atomic_load_explicit(&((sk_udp_server *)srv)->stats[stat], memory_order_relaxed);
   return SK_OK;
 }

@@ -17,6 +17,7 @@
 #include "internal.h"
 #include "loop.h"
 #include "support.h"
+#include "tcp.h"
 
 #define WAIT_MS 10000
 
@@ -235,8 +236,8 @@ END_TEST
 /* ---- 5: the pool never reports another client's address ---------------- */
 
 static atomic_int who_entered, who_release;
-static char who_saw[SK_ADDRSTRLEN];
 
+/* Holds the first call until released, then answers who asked. */
 static const char *who(const char *request, void *user) {
   (void)request;
   atomic_store(&who_entered, 1);
@@ -245,66 +246,22 @@ static const char *who(const char *request, void *user) {
     nanosleep(&pause, NULL);
   }
   const char *peer = sk_peer_address();
-  snprintf(who_saw, sizeof who_saw, "%s", peer ? peer : "(null)");
-  return who_saw;
+  return sk_replyf("%s", peer ? peer : "(null)");
 }
 
 static bool entered(void *arg) {
   return atomic_load((atomic_int *)arg) != 0;
 }
 
-START_TEST(test_pool_peer_survives_descriptor_reuse) {
-  atomic_store(&who_entered, 0);
-  atomic_store(&who_release, 0);
-  sk_tcp_server *srv = server("127.0.0.1:0", who, SK_MODEL_WORKER_POOL);
-  sk_test_tcp t;
-  ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
-  int a = sk_test_tcp_connect(t.address);
-  ck_assert_int_ge(a, 0);
-  struct sockaddr_in local;
-  socklen_t len = sizeof local;
-  ck_assert_int_eq(getsockname(a, (struct sockaddr *)&local, &len), 0);
-  char a_address[SK_ADDRSTRLEN];
-  snprintf(a_address, sizeof a_address, "127.0.0.1:%d", ntohs(local.sin_port));
-  ck_assert_int_eq(sk_test_send_all(a, "who\n", 4), 0);
-  ck_assert(sk_test_wait(entered, &who_entered, WAIT_MS));
-  /* A vanishes with a reset; B arrives and gets A's descriptor number. */
-  struct linger now = {.l_onoff = 1, .l_linger = 0};
-  setsockopt(a, SOL_SOCKET, SO_LINGER, &now, sizeof now);
-  close(a);
-  ck_assert(sk_test_wait_tcp_stat(srv, SK_STAT_CONNECTIONS_RESET, 1, WAIT_MS));
-  int b = sk_test_tcp_connect(t.address);
-  ck_assert_int_ge(b, 0);
-  ck_assert(sk_test_wait_tcp_stat(srv, SK_STAT_CONNECTIONS_ACCEPTED, 2, WAIT_MS));
-  atomic_store(&who_release, 1);
-  ck_assert(sk_test_wait_tcp_stat(srv, SK_STAT_CONNECTIONS_ACTIVE, 1, WAIT_MS));
-  /* The service saw A, who sent the request, not B. */
-  ck_assert_int_eq(sk_test_send_all(b, "who\n", 4), 0);
-  char reply[SK_ADDRSTRLEN + 1];
-  struct sockaddr_in bl;
-  len = sizeof bl;
-  ck_assert_int_eq(getsockname(b, (struct sockaddr *)&bl, &len), 0);
-  char b_address[SK_ADDRSTRLEN];
-  snprintf(b_address, sizeof b_address, "127.0.0.1:%d\n", ntohs(bl.sin_port));
-  ssize_t n = sk_test_read_exact(b, reply, strlen(b_address), WAIT_MS);
-  ck_assert_int_eq(n, (ssize_t)strlen(b_address));
-  reply[n] = '\0';
-  ck_assert_str_eq(reply, b_address);
-  /* The first call recorded A's address before B's request overwrote it:
-   * check through the reset-time record kept by the service. */
-  close(b);
-  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
-  (void)a_address;
-}
-END_TEST
-
-/* The same, checking what the first call saw. */
+/* Client A's request waits in the pool while A resets and B is accepted
+ * on A's descriptor number: the service must still see A. */
 static char first_saw[SK_ADDRSTRLEN];
-static atomic_int first_done;
+static atomic_int first_claimed, first_done;
 
 static const char *who_once(const char *request, void *user) {
   const char *r = who(request, user);
-  if (!atomic_load(&first_done)) {
+  int no = 0;
+  if (atomic_compare_exchange_strong(&first_claimed, &no, 1)) {
     snprintf(first_saw, sizeof first_saw, "%s", r);
     atomic_store(&first_done, 1);
   }
@@ -315,6 +272,7 @@ START_TEST(test_pool_job_keeps_its_client_address) {
   atomic_store(&who_entered, 0);
   atomic_store(&who_release, 0);
   atomic_store(&first_done, 0);
+  atomic_store(&first_claimed, 0);
   sk_tcp_server *srv = server("127.0.0.1:0", who_once, SK_MODEL_WORKER_POOL);
   sk_test_tcp t;
   ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
@@ -480,8 +438,8 @@ static const char *ok_reply(const char *request, void *user) {
 
 START_TEST(test_large_message_copies_linear) {
   size_t size = (size_t)sk_test_scaled(16 << 20, 2 << 20);
-  sk_tcp_server *srv = server("127.0.0.1:0", ok_reply, _i == 0 ? SK_MODEL_EVENT_LOOP
-                                                               : SK_MODEL_THREAD_PER_CONNECTION);
+  sk_tcp_server *srv = server("127.0.0.1:0", ok_reply,
+                              _i == 0 ? SK_MODEL_EVENT_LOOP : SK_MODEL_THREAD_PER_CONNECTION);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_FRAMING, SK_FRAME_LENGTH), SK_OK);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MAX_MESSAGE, 64 << 20), SK_OK);
   sk_test_tcp t;
@@ -548,6 +506,78 @@ START_TEST(test_pool_completions_survive_allocation_failure) {
 }
 END_TEST
 
+/* ---- 9: the OS error of the last failure ------------------------------ */
+
+START_TEST(test_os_error_reset_by_failures_without_os_cause) {
+  sk_tcp_server *a = NULL, *b = NULL;
+  ck_assert_int_eq(sk_tcp_server_create(&a, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_listen(a), SK_OK);
+  char address[SK_ADDRSTRLEN];
+  ck_assert_int_eq(sk_tcp_server_address(a, address, sizeof address), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_create(&b, address, sk_test_echo, NULL), SK_OK);
+  /* Each failure without an OS cause, after one with it, says 0. */
+  for (int step = 0; step < 6; step++) {
+    ck_assert_int_eq(sk_tcp_server_listen(b), SK_EBIND);
+    ck_assert_int_eq(sk_last_os_error(), EADDRINUSE);
+    int port = 0;
+    ck_assert_int_eq(sk_tcp_server_port(a, &port), SK_OK); /* success: unchanged */
+    ck_assert_int_eq(sk_last_os_error(), EADDRINUSE);
+    int rc = 0;
+    char tiny[2];
+    uint64_t v;
+    sk_tcp_server *none = NULL;
+    switch (step) {
+    case 0:
+      rc = sk_tcp_server_set(b, 12345, 1);
+      break;
+    case 1:
+      rc = sk_tcp_server_create(&none, NULL, sk_test_echo, NULL);
+      break;
+    case 2:
+      rc = sk_tcp_server_address(a, tiny, sizeof tiny);
+      break;
+    case 3:
+      rc = sk_tcp_server_stat(a, 9999, &v);
+      break;
+    case 4:
+      rc = sk_udp_server_create(&(sk_udp_server *){NULL}, "nonsense", sk_test_echo, NULL);
+      break;
+    case 5:
+      rc = sk_set_log_level(99);
+      break;
+    }
+    ck_assert_msg(rc < 0, "step %d: %d", step, rc);
+    ck_assert_msg(sk_last_os_error() == 0, "step %d left the OS error at %d", step,
+                  sk_last_os_error());
+  }
+  sk_tcp_server_destroy(b);
+  sk_tcp_server_destroy(a);
+}
+END_TEST
+
+/* ---- 15: every listener of a wildcard server is dual-stack -------------- */
+
+START_TEST(test_wildcard_listeners_all_dual_stack) {
+  if (!sk_test_have_ipv6()) {
+    printf("SKIP: test_wildcard_listeners_all_dual_stack: no IPv6 on this host\n");
+    return;
+  }
+  sk_tcp_server *srv = NULL;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, ":0", sk_test_echo, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, 3), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_listen(srv), SK_OK);
+  /* With net.ipv6.bindv6only=1 a listener without IPV6_V6ONLY=0 would
+   * take no IPv4 client: every one must have it off, not only the first. */
+  for (int i = 0; i < srv->nio; i++) {
+    int v6only = -1;
+    socklen_t len = sizeof v6only;
+    ck_assert_int_eq(getsockopt(srv->io[i].listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len), 0);
+    ck_assert_msg(v6only == 0, "listener %d is IPv6-only", i);
+  }
+  sk_tcp_server_destroy(srv);
+}
+END_TEST
+
 static Suite *hardening_suite(void) {
   Suite *s = suite_create("hardening");
   TCase *tc = tcase_create("hardening");
@@ -557,7 +587,6 @@ static Suite *hardening_suite(void) {
   tcase_add_loop_test(tc, test_pipelined_huge_replies_stay_bounded, 0, NMODELS);
   tcase_add_test(tc, test_max_buffered_caps_all_connections);
   tcase_add_loop_test(tc, test_lost_reply_closes_instead_of_shifting, 0, NMODELS);
-  tcase_add_test(tc, test_pool_peer_survives_descriptor_reuse);
   tcase_add_test(tc, test_pool_job_keeps_its_client_address);
   tcase_add_loop_test(tc, test_raw_write_larger_than_max_message, 0, 2);
   tcase_add_loop_test(tc, test_stop_does_not_wait_for_a_hung_service, 0, 2);
@@ -565,6 +594,8 @@ static Suite *hardening_suite(void) {
   tcase_add_test(tc, test_udp_stop_does_not_wait_for_a_hung_service);
   tcase_add_loop_test(tc, test_large_message_copies_linear, 0, 2);
   tcase_add_test(tc, test_pool_completions_survive_allocation_failure);
+  tcase_add_test(tc, test_os_error_reset_by_failures_without_os_cause);
+  tcase_add_test(tc, test_wildcard_listeners_all_dual_stack);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -86,10 +86,13 @@ static void abort_connection(int fd) {
 /* Warnings are expected by design here (crashes, resets); count the
  * fork model's reports of children killed by a signal, show errors. */
 static atomic_int children_killed;
+static atomic_int accept_failures; /* accept failed for want of a descriptor */
 static void log_handler(int level, const char *message, void *user) {
   (void)user;
   if (strstr(message, "killed by signal"))
     atomic_fetch_add(&children_killed, 1);
+  if (strstr(message, "tcp: accept: "))
+    atomic_fetch_add(&accept_failures, 1);
   if (level <= SK_LOG_ERROR || getenv("SK_TEST_DEBUG"))
     fprintf(stderr, "sockkit: %s\n", message);
 }
@@ -974,6 +977,112 @@ START_TEST(test_thousand_lifecycles_leak_nothing) {
 }
 END_TEST
 
+/* ---- descriptors run out on several loops ------------------------------ */
+
+/* Several loops, on TCP (a listener each) and on a UNIX path (one listener
+ * shared with EPOLLEXCLUSIVE). */
+static const struct {
+  bool unix_path;
+  int io_threads;
+} emfile_configs[] = {{false, 2}, {false, 3}, {true, 2}, {true, 3}};
+
+static double cpu_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static bool accept_failed(void *arg) {
+  (void)arg;
+  return atomic_load(&accept_failures) > 0;
+}
+
+/* The limit is lowered to the lowest free descriptor number, so every
+ * number below it is taken and no descriptor can be created at all -- not
+ * even the server's reserve again once it gives it up (its number lies
+ * above the limit), so the loops can only rest their listeners. The test's
+ * clients are sockets created beforehand: connect() needs no descriptor. */
+START_TEST(test_descriptor_exhaustion_on_several_loops_does_not_spin) {
+  /* valgrind checks new descriptors against the limit itself, closing
+   * what the kernel accepted beyond it: valgrind would be under test. */
+  const char *preload = getenv("LD_PRELOAD");
+  if (preload && strstr(preload, "vgpreload"))
+    return;
+  const bool unix_path = emfile_configs[_i].unix_path;
+  const int nio = emfile_configs[_i].io_threads;
+  char *dir = NULL, address[256] = "127.0.0.1:0";
+  if (unix_path) {
+    dir = sk_test_tmpdir();
+    snprintf(address, sizeof address, "unix:%s/s", dir);
+  }
+  int probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ck_assert_int_ge(probe, 0);
+  close(probe); /* probe: the lowest free number, below the server's */
+  sk_tcp_server *srv = NULL;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, address, sk_test_echo, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, nio), SK_OK);
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
+  sk_addr a;
+  ck_assert_int_eq(sk__addr_parse(&a, t.address), 0);
+  enum { NCLIENTS = 8 };
+  int clients[NCLIENTS];
+  for (int i = 0; i < NCLIENTS; i++) {
+    clients[i] = socket(a.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(clients[i], 0);
+  }
+  atomic_store(&accept_failures, 0);
+  struct rlimit old;
+  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+  struct rlimit none = {.rlim_cur = (rlim_t)probe, .rlim_max = old.rlim_max};
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &none), 0);
+
+  int connected = 0;
+  for (int i = 0; i < NCLIENTS; i++)
+    connected += connect(clients[i], (struct sockaddr *)&a.ss, a.len) == 0;
+  bool failed = sk_test_wait(accept_failed, NULL, WAIT_MS);
+  /* While nothing can be accepted the loops rest; they do not spin. */
+  int failures_before = atomic_load(&accept_failures);
+  double cpu_before = cpu_seconds();
+  long long wall_before = sk_test_now_ms();
+  pause_ms(600);
+  double cpu = cpu_seconds() - cpu_before;
+  double wall = (double)(sk_test_now_ms() - wall_before) / 1000.0;
+  int failures = atomic_load(&accept_failures) - failures_before;
+  uint64_t accepted = stat_of(srv, SK_STAT_CONNECTIONS_ACCEPTED);
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+
+  ck_assert_int_eq(connected, NCLIENTS);
+  ck_assert(failed);
+  ck_assert_msg(cpu < 0.3 * wall, "%d loop(s) used %.3f s of CPU in %.3f s", nio, cpu, wall);
+  /* A loop rests ACCEPT_PAUSE_MS (100 ms) between attempts: a handful each. */
+  ck_assert_msg(failures <= 20 * nio, "%d failed accepts in %.3f s", failures, wall);
+  /* No client was taken on while no descriptor was free. */
+  ck_assert_uint_eq(accepted, 0);
+  /* Descriptors are back: the waiting clients are served (or shed, had a
+   * reserve been usable), and so is a new one. */
+  int served = 0, shed = 0;
+  for (int i = 0; i < NCLIENTS; i++) {
+    char line[32], got[32];
+    int len = snprintf(line, sizeof line, "client %d\n", i);
+    if (sk_test_send_all(clients[i], line, (size_t)len) == 0 &&
+        sk_test_read_exact(clients[i], got, (size_t)len, WAIT_MS) == len) {
+      ck_assert(memcmp(got, line, (size_t)len) == 0);
+      served++;
+    } else {
+      shed++;
+    }
+    close(clients[i]);
+  }
+  expect_served(t.address);
+  ck_assert_uint_eq(stat_of(srv, SK_STAT_CONNECTIONS_ACCEPTED), (uint64_t)served + 1);
+  ck_assert_uint_eq(stat_of(srv, SK_STAT_CONNECTIONS_REJECTED), (uint64_t)shed);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+  if (dir)
+    sk_test_rmdir(dir);
+}
+END_TEST
+
 static Suite *overload_suite(void) {
   Suite *s = suite_create("overload");
   TCase *load = tcase_create("load");
@@ -994,6 +1103,10 @@ static Suite *overload_suite(void) {
   tcase_set_timeout(life, 120);
   tcase_add_loop_test(life, test_thousand_lifecycles_leak_nothing, 0, 2);
   suite_add_tcase(s, life);
+  TCase *descriptors = tcase_create("descriptors");
+  tcase_set_timeout(descriptors, 60);
+  tcase_add_loop_test(descriptors, test_descriptor_exhaustion_on_several_loops_does_not_spin, 0, 4);
+  suite_add_tcase(s, descriptors);
   return s;
 }
 
