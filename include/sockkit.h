@@ -79,7 +79,8 @@ typedef enum sk_status {
   SK_ESOCKET = -4,    /**< Creating or configuring a socket failed. */
   SK_EBIND = -5,      /**< Binding the address failed (in use, permission...). */
   SK_ELISTEN = -6,    /**< listen() failed. */
-  SK_EACCEPT = -7,    /**< Accepting a connection failed. */
+  SK_EACCEPT = -7,    /**< Accepting a connection failed (reserved: the servers handle
+                           accept failures themselves, and no function returns it). */
   SK_ECONNECT = -8,   /**< Connecting failed (refused, unreachable...). */
   SK_EREAD = -9,      /**< Receiving data failed. */
   SK_EWRITE = -10,    /**< Sending data failed. */
@@ -305,16 +306,23 @@ typedef enum sk_option {
    *  for this long is closed (::SK_STAT_CONNECTIONS_TIMED_OUT); default
    *  30000; 0 disables; range 0..INT_MAX. */
   SK_OPT_WRITE_TIMEOUT_MS = 12,
-  /** TCP only: unsent reply bytes at which a connection stops being read
-   *  until they drain below half; default 1048576 (1 MiB); range
-   *  1024..1073741824. */
+  /** TCP only: unsent reply bytes at which a connection stops being served
+   *  and read until they drain below half. Serving stops between two
+   *  messages, so at most one reply goes over the mark (worker pool: up to
+   *  ::SK_OPT_MAX_INFLIGHT finished replies wait beside it); requests the
+   *  client sent meanwhile wait in its input. Default 1048576 (1 MiB);
+   *  range 1024..1073741824. */
   SK_OPT_OUTPUT_HIGH_WATER = 13,
-  /** TCP only: cap on unsent reply bytes across all connections; over it,
-   *  every connection with pending output stops being read; default
+  /** TCP only: cap on unsent reply bytes across all connections: at it, a
+   *  connection with output of its own still pending is neither served nor
+   *  read, so each connection goes at most one reply over it. Default
    *  268435456 (256 MiB); 0 disables; range 0..2^40. */
   SK_OPT_MAX_BUFFERED = 14,
   /** How long stop waits for running services and owed replies before it
-   *  closes everything; default 5000; range 0..INT_MAX. */
+   *  closes everything and run returns. A service call still running then
+   *  is left to finish on its own thread and its reply is discarded; the
+   *  server's memory is freed when it returns, so what the service uses
+   *  must outlive it. Default 5000; range 0..INT_MAX. */
   SK_OPT_DRAIN_TIMEOUT_MS = 15,
   /** TCP with ::SK_MODEL_WORKER_POOL: requests of one connection handed to
    *  the pool and not yet answered; at the limit the connection is not
@@ -350,7 +358,9 @@ typedef enum sk_option {
 typedef enum sk_stat {
   /** Requests passed to the service. */
   SK_STAT_MESSAGES_IN = 1,
-  /** Replies sent. */
+  /** Replies sent. UDP: datagrams the kernel took. TCP: replies queued on
+   *  their connection in request order, counted before the kernel takes
+   *  them (one lost when its connection closes first stays counted). */
   SK_STAT_MESSAGES_OUT = 2,
   /** Payload bytes of requests passed to the service. */
   SK_STAT_BYTES_IN = 3,
@@ -366,13 +376,17 @@ typedef enum sk_stat {
   SK_STAT_DROPS_WOULD_BLOCK = 8,
   /** Replies dropped: sending failed for another reason. */
   SK_STAT_DROPS_SEND_ERROR = 9,
-  /** Replies dropped: longer than a datagram can carry. */
+  /** Replies dropped: longer than a datagram can carry (UDP), or impossible
+   *  to queue (TCP: out of memory or over 4 GiB; later replies would answer
+   *  the wrong requests, so the connection is closed after the replies
+   *  before it, counted in ::SK_STAT_CONNECTIONS_RESET). */
   SK_STAT_DROPS_TOO_LARGE = 10,
   /** TCP: connections accepted. */
   SK_STAT_CONNECTIONS_ACCEPTED = 11,
   /** TCP: connections open now (a gauge). */
   SK_STAT_CONNECTIONS_ACTIVE = 12,
-  /** TCP: connections closed because of an error (reset by the client, failed send). */
+  /** TCP: connections closed because of an error (reset by the client, failed send, a
+   *  reply that could not be queued). */
   SK_STAT_CONNECTIONS_RESET = 13,
   /** TCP: connections closed at once: over ::SK_OPT_MAX_CONNECTIONS or out of descriptors. */
   SK_STAT_CONNECTIONS_REJECTED = 14,
@@ -443,7 +457,9 @@ typedef enum sk_framing {
   SK_FRAME_LINE = 0,
   /** A 4-byte big-endian (network order) length, then that many bytes. */
   SK_FRAME_LENGTH = 1,
-  /** Whatever one read returns is one message; replies are sent verbatim. */
+  /** Whatever one read returns is one message (a read takes at most
+   *  ::SK_OPT_MAX_MESSAGE bytes, so a longer write arrives as several
+   *  messages); replies are sent verbatim. */
   SK_FRAME_RAW = 2
 } sk_framing;
 
@@ -452,8 +468,9 @@ typedef enum sk_framing {
 /**
  * @defgroup udp UDP server
  * One datagram is one request; a non-NULL reply goes back to the sender, from
- * the address the request was sent to. Works over IPv4, IPv6 and UNIX
- * datagram sockets.
+ * the address the request was sent to (for a broadcast or multicast
+ * request, from an address of the interface it came in on). Works over
+ * IPv4, IPv6 and UNIX datagram sockets.
  *
  * Lifecycle: sk_udp_server_create() -> options -> sk_udp_server_listen()
  * (optional) -> sk_udp_server_run() -> sk_udp_server_stop() ->
@@ -570,7 +587,9 @@ SK_API int sk_udp_server_address(const sk_udp_server *srv, char *buf, size_t siz
  * @note Blocks. The calling thread serves as the first I/O thread; with
  *       ::SK_OPT_IO_THREADS above 1 or ::SK_MODEL_WORKER_POOL the service
  *       also runs on library threads. After a stop, run returns once queued
- *       requests are served or ::SK_OPT_DRAIN_TIMEOUT_MS has passed.
+ *       requests are served or ::SK_OPT_DRAIN_TIMEOUT_MS has passed; a
+ *       service call still running then is not waited for (its reply is
+ *       discarded, and the socket and memory are released when it ends).
  * @note Not async-signal-safe.
  */
 SK_API int sk_udp_server_run(sk_udp_server *srv);
@@ -659,8 +678,8 @@ SK_API void sk_udp_server_destroy(sk_udp_server *srv);
  * pass), and closes. When a client half-closes after its requests, it still
  * gets every reply before the server closes. The server never raises
  * SIGPIPE. A connection whose unsent replies pass ::SK_OPT_OUTPUT_HIGH_WATER
- * is not read until they drain, so a client that never reads cannot make
- * memory grow.
+ * is neither served nor read until they drain, so a client that never
+ * reads cannot make memory grow, however many requests one read carries.
  *
  * Lifecycle: sk_tcp_server_create() -> options -> sk_tcp_server_listen()
  * (optional) -> sk_tcp_server_run() -> sk_tcp_server_stop() ->
@@ -771,6 +790,9 @@ SK_API int sk_tcp_server_address(const sk_tcp_server *srv, char *buf, size_t siz
  * is read; running services finish and owed replies are sent for up to
  * ::SK_OPT_DRAIN_TIMEOUT_MS; then every connection is closed (and, in the
  * fork model, remaining children are killed and reaped) and run returns.
+ * A service call (thread or pool model) still running then is not waited
+ * for: it finishes on its own thread, its reply is discarded, and the
+ * server's memory is freed after it returns (see ::SK_OPT_DRAIN_TIMEOUT_MS).
  *
  * @param srv the server.
  * @return ::SK_OK after a stop; ::SK_EINVAL for NULL; ::SK_ESTATE if the

@@ -21,6 +21,19 @@ void sk__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* True if messages at `level` would reach the handler (to skip formatting). */
 bool sk__log_enabled(int level);
 
+/* Lines about bad input are limited to SK_LOG_BURST a second for each kind
+ * and server, so that a flood of it cannot become a flood of log lines
+ * (the counters still see every event). Several threads may share one;
+ * a race at the turn of a second lets a line more or less through. */
+#define SK_LOG_BURST 10
+typedef struct sk_log_limit {
+  _Atomic long long second;
+  atomic_uint count;
+} sk_log_limit;
+/* 0: drop this line; 1: log it; 2: log it and say the rest of this second
+ * is not logged. */
+int sk__log_limited(sk_log_limit *limit);
+
 /* The request being served, so that sk_peer_address() and
  * sk_peer_sockaddr() can answer. Each serving thread owns one record and
  * binds it once (sk__peer_bind); setting and clearing it around service

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -82,4 +83,13 @@ void sk__log(int level, const char *fmt, ...) {
   else
     default_handler(level, message, NULL);
   errno = saved_errno;
+}
+
+int sk__log_limited(sk_log_limit *limit) {
+  long long now = (long long)time(NULL);
+  long long seen = atomic_load_explicit(&limit->second, memory_order_relaxed);
+  if (now != seen && atomic_compare_exchange_strong(&limit->second, &seen, now))
+    atomic_store(&limit->count, 0);
+  unsigned n = atomic_fetch_add(&limit->count, 1) + 1;
+  return n > SK_LOG_BURST ? 0 : n == SK_LOG_BURST ? 2 : 1;
 }

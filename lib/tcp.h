@@ -179,8 +179,9 @@ struct sk_tcp_server {
   struct sockaddr_storage bound;
   socklen_t bound_len;
 
-  atomic_llong active;   /* connections (or children) open now */
-  atomic_llong buffered; /* unsent reply bytes across connections */
+  sk_log_limit error_log; /* protocol errors and lost replies */
+  atomic_llong active;    /* connections (or children) open now */
+  atomic_llong buffered;  /* unsent reply bytes across connections */
   /* In a MAP_SHARED mapping, so that children of the process model count
    * their requests into the parent's counters. */
   _Atomic uint64_t *stats;

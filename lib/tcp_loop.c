@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -39,12 +40,25 @@ void sk__tcp_log_conn(int level, int fd, const char *what) {
   sk__log(level, "tcp: connection from %s: %s", peer, what);
 }
 
+/* Log a warning about one client's bad input, within the server's rate. */
+static void warn_conn(sk_tcp_server *srv, int fd, const char *what) {
+  if (!sk__log_enabled(SK_LOG_WARN))
+    return;
+  int allowed = sk__log_limited(&srv->error_log);
+  if (!allowed)
+    return;
+  char line[160];
+  snprintf(line, sizeof line, "%s%s", what,
+           allowed == 2 ? " (further such lines this second not logged)" : "");
+  sk__tcp_log_conn(SK_LOG_WARN, fd, line);
+}
+
 void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc) {
   bool oversize = rc == SK_EMSGSIZE;
   sk__tcp_count(srv, oversize ? SK_STAT_DROPS_TRUNCATED : SK_STAT_DROPS_NUL, 1);
-  sk__tcp_log_conn(SK_LOG_WARN, fd,
-                   oversize ? "message larger than the maximum; closing"
-                            : "NUL byte in a message; closing");
+  warn_conn(srv, fd,
+            oversize ? "message larger than the maximum; closing"
+                     : "NUL byte in a message; closing");
 }
 
 /* Append a reply of `len` bytes, framed, to *out and count it. False if
@@ -68,8 +82,7 @@ static inline bool frame_reply(sk_tcp_server *srv, int framing, const char *repl
     return true;
   }
   sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
-  sk__log(SK_LOG_ERROR, "tcp: cannot queue a reply of %zu bytes; closing the connection", len);
-  return false;
+  return false; /* logged, rate-limited, where the connection is closed */
 }
 
 /* Run the service on one payload, already a C string, and queue its reply.
@@ -177,8 +190,9 @@ int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t 
 
 void sk__tcp_serve_failed(sk_tcp_server *srv, int fd, int rc) {
   if (rc == SK_ENOMEM) {
-    /* frame_reply counted and logged the reply. */
+    /* frame_reply counted the reply. */
     sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
+    warn_conn(srv, fd, "a reply could not be queued (out of memory); closing");
     return;
   }
   sk__tcp_protocol_error(srv, fd, rc);
@@ -558,39 +572,53 @@ static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len) {
  * replies before it still are, then the connection closes. */
 static void lose_reply(sk_tcp_io *io, int fd, sk_conn *c) {
   sk__tcp_count(io->srv, SK_STAT_CONNECTIONS_RESET, 1);
-  sk__tcp_log_conn(SK_LOG_WARN, fd, "a reply could not be queued (out of memory); closing");
+  warn_conn(io->srv, fd, "a reply could not be queued (out of memory); closing");
   c->flags |= SK_CONN_BROKEN | SK_CONN_CLOSING;
 }
 
 /* Move the replies at the head of the connection's FIFO whose requests are
  * done into io->out, in request order and within the connection's output
- * room, and deliver them. Returns false if the connection was closed. */
+ * room, and deliver them; again while the socket takes them all. Replies
+ * left waiting, done, are sent once the output drains (the connection is
+ * then paused, so that its flush resumes it). Returns false if the
+ * connection was closed. */
 static bool send_done_jobs(sk_tcp_io *io, int fd, sk_conn *c) {
   sk_tcp_server *srv = io->srv;
-  sk_job_fifo *q = &io->fifos[fd];
-  size_t room = output_room(io, c);
-  while (q->head && q->head->done) {
-    if (!(c->flags & SK_CONN_BROKEN) && sk__buf_len(io->out) >= room)
-      break; /* the rest waits, done, until the output drains */
-    sk_tcp_job *job = q->head;
-    q->head = job->next_in_conn;
-    if (!q->head)
-      q->tail = NULL;
-    q->count--;
-    if (!(c->flags & SK_CONN_BROKEN)) {
-      if (job->failed) {
-        sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
-        lose_reply(io, fd, c);
-      } else if (job->reply && !frame_reply(srv, (int)srv->framing, job->reply, job->reply_len,
-                                            &io->out, &io->tally)) {
-        lose_reply(io, fd, c);
+  for (;;) {
+    sk_job_fifo *q = &io->fifos[fd];
+    size_t room = output_room(io, c);
+    bool more = false;
+    while (q->head && q->head->done) {
+      if (!(c->flags & SK_CONN_BROKEN) && sk__buf_len(io->out) >= room) {
+        more = true;
+        break;
       }
+      sk_tcp_job *job = q->head;
+      q->head = job->next_in_conn;
+      if (!q->head)
+        q->tail = NULL;
+      q->count--;
+      if (!(c->flags & SK_CONN_BROKEN)) {
+        if (job->failed) {
+          sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
+          lose_reply(io, fd, c);
+        } else if (job->reply && !frame_reply(srv, (int)srv->framing, job->reply, job->reply_len,
+                                              &io->out, &io->tally)) {
+          lose_reply(io, fd, c);
+        }
+      }
+      free(job->reply);
+      free(job);
     }
-    free(job->reply);
-    free(job);
+    sk__tcp_flush_tally(srv, &io->tally);
+    if (more && room == 0)
+      c->flags |= SK_CONN_READ_PAUSED; /* c->out is not empty: its flush resumes */
+    if (!deliver(io, fd, c))
+      return false;
+    if (!more || (c->flags & SK_CONN_READ_PAUSED))
+      break;
   }
-  sk__tcp_flush_tally(srv, &io->tally);
-  return deliver(io, fd, c) && settle(io, fd, c);
+  return settle(io, fd, c);
 }
 
 /* ---- reading and serving ---------------------------------------------- */

@@ -113,8 +113,7 @@ struct sk_udp_server {
    * into a flood of log lines; the counters still see every drop. Several
    * threads log, so the window is kept in atomics (a race at the turn of a
    * second only lets a line more or less through). */
-  _Atomic long long log_second;
-  atomic_uint logs_this_second;
+  sk_log_limit drop_log;
 
   _Atomic uint64_t stats[UDP_STAT_COUNT];
 };
@@ -141,18 +140,14 @@ static void log_drop(sk_udp_server *srv, const struct sockaddr *from, socklen_t 
                      const char *why) {
   if (!sk__log_enabled(SK_LOG_WARN))
     return;
-  long long now = (long long)time(NULL);
-  long long seen = atomic_load_explicit(&srv->log_second, memory_order_relaxed);
-  if (now != seen && atomic_compare_exchange_strong(&srv->log_second, &seen, now))
-    atomic_store(&srv->logs_this_second, 0);
-  unsigned n = atomic_fetch_add(&srv->logs_this_second, 1) + 1;
-  if (n > 10)
+  int allowed = sk__log_limited(&srv->drop_log);
+  if (!allowed)
     return;
   char peer[SK__ADDR_TEXT_MAX];
   if (sk__addr_format(from, len, peer, sizeof peer) != 0)
     strcpy(peer, "unknown");
   sk__log(SK_LOG_WARN, "udp: dropped datagram from %s: %s%s", peer, why,
-          n == 10 ? " (further drops this second not logged)" : "");
+          allowed == 2 ? " (further drops this second not logged)" : "");
 }
 
 int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service service, void *user) {

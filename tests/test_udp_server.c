@@ -1192,6 +1192,7 @@ END_TEST
  * timeout passes may end after run returns; the test waits for it, as its
  * service state lives on the test's stack.) */
 START_TEST(test_pool_short_drain_drops_requests_not_started) {
+  int baseline = sk_test_thread_baseline();
   drain_service d = {.pause_ms = 100};
   gate_init(&d.gate);
   drain_log logs = {.gate = &d.gate};
@@ -1225,6 +1226,8 @@ START_TEST(test_pool_short_drain_drops_requests_not_started) {
                   "reply '%s'", reply);
   }
   ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
+  /* The worker that outlived the drain frees the server as it ends. */
+  ck_assert(sk_test_wait_threads(baseline, WAIT_MS));
   close(fd);
   sk_set_log_handler(NULL, NULL);
   sk_set_log_level(SK_LOG_WARN);

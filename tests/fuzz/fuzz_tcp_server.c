@@ -24,12 +24,12 @@
  * writes the stream in pieces, then half-closes and reads to EOF. The
  * replies must be exactly what the framing rules give for this stream, and
  * the connection must end within 5 s.
- * Where the pieces fall: RAW takes one read as one message, so there each
- * piece goes only once the server has counted the one before as a message
- * or a protocol error. LINE and LENGTH answer the same however the stream
- * is split; there the harness waits until the server has taken the piece
- * off the socket (SIOCOUTQ), which splits the server's reads there most of
- * the time (a read in progress may still take in the next piece). */
+ * Where the pieces fall: RAW takes one read (of at most MAX_MESSAGE bytes)
+ * as one message, so there each piece goes only once the server has
+ * counted the one before as its messages or a protocol error. LINE and LENGTH answer the same
+ * however the stream is split; there the harness waits until the server has taken the piece off the
+ * socket (SIOCOUTQ), which splits the server's reads there most of the time (a read in progress may
+ * still take in the next piece). */
 
 #define MAX_MESSAGE 64
 #define BIG_LEN 3000
@@ -168,15 +168,31 @@ static bool answer(int framing, const uint8_t *payload, size_t len, bytes *out) 
   return true;
 }
 
+/* RAW: a read takes at most MAX_MESSAGE bytes, so a piece is that many
+ * messages; how many the server counts for it (up to the first refused). */
+static size_t raw_messages(const uint8_t *piece, size_t len) {
+  size_t count = 0;
+  for (size_t at = 0; at < len; at += MAX_MESSAGE) {
+    count++;
+    size_t n = len - at < MAX_MESSAGE ? len - at : MAX_MESSAGE;
+    if (protocol_error(piece + at, n))
+      break;
+  }
+  return count;
+}
+
 /* The replies to a whole stream: LINE and LENGTH do not depend on how it
- * was split; RAW takes each piece as one message. */
+ * was split; RAW takes each piece as messages of at most MAX_MESSAGE. */
 static void expected(int framing, const uint8_t *s, size_t n, const size_t *ends, size_t npieces,
                      bytes *out) {
   if (framing == SK_FRAME_RAW) {
     size_t from = 0;
     for (size_t i = 0; i < npieces; from = ends[i++])
-      if (!answer(framing, s + from, ends[i] - from, out))
-        return;
+      for (size_t at = from; at < ends[i]; at += MAX_MESSAGE) {
+        size_t len = ends[i] - at < MAX_MESSAGE ? ends[i] - at : MAX_MESSAGE;
+        if (!answer(framing, s + at, len, out))
+          return;
+      }
     return;
   }
   size_t pos = 0;
@@ -265,6 +281,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t sent = 0;
   for (size_t i = 0; i < npieces && open; i++) {
     uint64_t seen = messages_seen(srv);
+    size_t from = i ? ends[i - 1] : 0;
+    uint64_t want_seen = seen + raw_messages(s + from, ends[i] - from);
     /* Write the piece (the socket may be full while replies wait). */
     while (sent < ends[i] && open) {
       ssize_t w = send(fd, s + sent, ends[i] - sent, MSG_NOSIGNAL);
@@ -281,15 +299,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (;;) {
       int queued = 0;
       CHECK(ioctl(fd, SIOCOUTQ, &queued) == 0);
-      if (!open || (framing == SK_FRAME_RAW ? messages_seen(srv) > seen : queued == 0))
+      if (!open || (framing == SK_FRAME_RAW ? messages_seen(srv) >= want_seen : queued == 0))
         break;
       open = drain_replies(fd, &got);
       CHECK(now_ms() < deadline);
       poll(&(struct pollfd){.fd = fd, .events = POLLIN}, 1, 1);
     }
     /* After a protocol error the server reads only to discard. */
-    size_t from = i ? ends[i - 1] : 0;
-    if (framing == SK_FRAME_RAW && protocol_error(s + from, ends[i] - from))
+    if (framing == SK_FRAME_RAW && memchr(s + from, 0, ends[i] - from))
       break;
   }
   shutdown(fd, SHUT_WR);
