@@ -713,7 +713,10 @@ static void serve_input(sk_tcp_io *io, int fd, sk_conn *c, size_t nread) {
   if (!settle(io, fd, c))
     return;
   update_timer(io, fd, c, any);
-  if (update_events(io, fd, c) != 0)
+  /* Only these change what the connection waits for (a flush that left
+   * output registered its events itself). */
+  if ((c->flags & (SK_CONN_JOB_PAUSED | SK_CONN_READ_PAUSED | SK_CONN_CLOSING)) &&
+      update_events(io, fd, c) != 0)
     reset_conn(io, fd, errno);
 }
 
@@ -774,10 +777,12 @@ static void resume(sk_tcp_io *io, int fd, sk_conn *c) {
                    SK_CONN_SHUT_WR;
   if (c->in && !(c->flags & waits)) {
     serve_input(io, fd, c, 0);
-    return;
+    if (!(c = sk__conn_get(&io->conns, fd)))
+      return;
+  } else {
+    update_timer(io, fd, c, true);
   }
-  update_timer(io, fd, c, true);
-  if (update_events(io, fd, c) != 0)
+  if (update_events(io, fd, c) != 0) /* e.g. reading again after the pool had paused it */
     reset_conn(io, fd, errno);
 }
 
