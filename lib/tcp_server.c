@@ -270,10 +270,17 @@ static int finish(sk_tcp_server *srv, int rc) {
   /* Every loop has closed its connections: jobs still queued have nobody
    * to answer, so they skip the service and the pool ends quickly. */
   atomic_store(&srv->cancel_jobs, true);
-  if (!sk__pool_close(srv->pool, deadline, pool_ended, srv)) {
+  /* Counted before the close: a pool left to its stragglers may end, and
+   * call pool_ended, before sk__pool_close has even returned. */
+  if (srv->pool) {
     pthread_mutex_lock(&srv->threads_lock);
     srv->stragglers++;
     pthread_mutex_unlock(&srv->threads_lock);
+    if (sk__pool_close(srv->pool, deadline, pool_ended, srv)) {
+      pthread_mutex_lock(&srv->threads_lock);
+      srv->stragglers--;
+      pthread_mutex_unlock(&srv->threads_lock);
+    }
   }
   srv->pool = NULL;
   pthread_mutex_lock(&srv->threads_lock);

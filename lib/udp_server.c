@@ -677,9 +677,15 @@ static int finish(sk_udp_server *srv) {
             atomic_load(&srv->queued), srv->drain_timeout_ms);
     /* A service call still running after the drain time is left to end on
      * its own: run must return, and never joins it without bound. */
-    if (!sk__pool_close(srv->pool, deadline, pool_ended, srv)) {
+    /* Marked before the close: a pool left to its stragglers may end, and
+     * call pool_ended, before sk__pool_close has even returned. */
+    pthread_mutex_lock(&srv->life_lock);
+    srv->stragglers = true;
+    pthread_mutex_unlock(&srv->life_lock);
+    stragglers = !sk__pool_close(srv->pool, deadline, pool_ended, srv);
+    if (!stragglers) {
       pthread_mutex_lock(&srv->life_lock);
-      srv->stragglers = stragglers = true;
+      srv->stragglers = false;
       pthread_mutex_unlock(&srv->life_lock);
     }
     srv->pool = NULL;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -462,18 +463,59 @@ long long sk_test_now_ms(void) {
   return now_ms();
 }
 
-int sk_test_free_port(int type) {
+int sk_test_refusing_port(int type, int *port) {
   int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -1;
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t len = sizeof a;
-  int port = -1;
-  if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  close(fd);
-  return port;
+  int one = 1;
+  if ((type == SOCK_STREAM && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) ||
+      bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &len) != 0 ||
+      (type == SOCK_DGRAM && connect(fd, (struct sockaddr *)&a, len) != 0)) {
+    close(fd);
+    return -1;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+int sk_test_wait_closed(int fd, int timeout_ms) {
+  char sink[4096];
+  ssize_t n = sk_test_read_to_eof(fd, sink, sizeof sink, timeout_ms);
+  return n >= 0 ? 0 : (int)n;
+}
+
+/* Skips are counted in a shared mapping made before Check forks the tests,
+ * so that the runner sees the skips of its children. */
+static _Atomic int *skips;
+
+void sk_test_skip(const char *test, const char *reason) {
+  printf("SKIP: %s: %s\n", test, reason);
+  fflush(stdout);
+  if (skips)
+    atomic_fetch_add(skips, 1);
+}
+
+int sk_test_run(Suite *s) {
+  void *m = mmap(NULL, sizeof *skips, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  skips = m == MAP_FAILED ? NULL : m;
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  int skipped = skips ? atomic_load(skips) : 0;
+  if (skips)
+    munmap((void *)skips, sizeof *skips);
+  skips = NULL;
+  if (failed)
+    return EXIT_FAILURE;
+  if (skipped) {
+    printf("%d test(s) or part(s) of tests skipped\n", skipped);
+    return SK_TEST_SKIPPED;
+  }
+  return EXIT_SUCCESS;
 }
 
 /* ---- helpers of the reliability tests --------------------------------- */

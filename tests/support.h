@@ -9,7 +9,26 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <check.h>
+
 #include "sockkit.h"
+
+/* ---- running a suite, and explicit skips -------------------------------- */
+
+/* The exit status of a suite none of whose tests failed but some of which
+ * could not run here; ctest reports it as "Skipped" (SKIP_RETURN_CODE). */
+#define SK_TEST_SKIPPED 77
+
+/* Run the suite and return the exit status for main: EXIT_FAILURE if a test
+ * failed, SK_TEST_SKIPPED if none failed and one or more skipped, else
+ * EXIT_SUCCESS. */
+int sk_test_run(Suite *s);
+
+/* Say that `test` (or a part of it) cannot run on this host and why: prints
+ * "SKIP: <test>: <reason>" and makes sk_test_run report the skip. The caller
+ * then returns from the test. Works from the test's own process, which
+ * Check forks from the runner. */
+void sk_test_skip(const char *test, const char *reason);
 
 /* Poll `cond(arg)` every few milliseconds until it is true or timeout_ms
  * pass. Returns the last value of cond. */
@@ -116,6 +135,11 @@ int sk_test_send_all(int fd, const void *bytes, size_t len);
 /* Read exactly len bytes within timeout_ms. Returns len, the short count
  * at EOF, -1 on error, -2 on timeout. */
 ssize_t sk_test_read_exact(int fd, void *buf, size_t len, int timeout_ms);
+/* Wait up to timeout_ms for the server to close fd, reading and discarding
+ * what comes first. Returns 0 after an EOF, -1 after a reset (ECONNRESET or
+ * EPIPE: the server closed with input unread), -2 on timeout; a close is
+ * never confused with a timeout. */
+int sk_test_wait_closed(int fd, int timeout_ms);
 /* Read until EOF within timeout_ms, at most size bytes. Returns the bytes
  * read before EOF, -1 on error (e.g. ECONNRESET), -2 on timeout. */
 ssize_t sk_test_read_to_eof(int fd, char *buf, size_t size, int timeout_ms);
@@ -126,10 +150,15 @@ const char *sk_test_echo(const char *request, void *user);
 /* Milliseconds on the monotonic clock, for measuring elapsed time. */
 long long sk_test_now_ms(void);
 
-/* A port on 127.0.0.1 that was free a moment ago for sockets of `type`
- * (SOCK_STREAM or SOCK_DGRAM): bound to port 0, read and closed again, so
- * nothing listens there until a test binds it. -1 on failure. */
-int sk_test_free_port(int type);
+/* A port on 127.0.0.1 that refuses for as long as the returned socket stays
+ * open, so no other program can take it meanwhile. SOCK_STREAM: the socket
+ * is bound there with SO_REUSEADDR and never listens, so connections are
+ * refused, and a server of the library (which sets SO_REUSEADDR too) can
+ * still bind the port when the test wants it served. SOCK_DGRAM: the socket
+ * is bound there and connected to itself, so a datagram from any other
+ * socket finds no receiver and is refused (ICMP port unreachable). Returns
+ * the socket, the port in *port; -1 on failure. */
+int sk_test_refusing_port(int type, int *port);
 
 /* Join a thread, waiting at most timeout_ms. 0, or nonzero if it is still
  * running (it is then left alone). */

@@ -368,15 +368,17 @@ END_TEST
 /* Decode every prefix of `in`, placed so that its last byte is the last
  * readable byte before a PROT_NONE page, consuming messages as they come.
  * Any read past the prefix faults. Returns the messages found in the whole
- * input. */
-static size_t decode_at_guard(char *page_end, int framing, const char *in, size_t n, size_t max) {
+ * input; *last receives what the decoder said last about the whole input
+ * (RAW stops after its one message). */
+static size_t decode_at_guard(char *page_end, int framing, const char *in, size_t n, size_t max,
+                              int *last) {
   size_t msgs = 0;
+  int rc = 0;
   for (size_t len = 0; len <= n; len++) {
     char *p = page_end - len;
     memcpy(p, in, len);
     size_t left = len;
     sk_frame f;
-    int rc;
     msgs = 0;
     while ((rc = sk__frame_decode(framing, p, left, max, &f)) == 1) {
       ck_assert_uint_le(f.consumed, left);
@@ -389,6 +391,7 @@ static size_t decode_at_guard(char *page_end, int framing, const char *in, size_
     }
     ck_assert(rc == 0 || rc == 1 || rc == SK_EMSGSIZE);
   }
+  *last = rc;
   return msgs;
 }
 
@@ -398,26 +401,41 @@ START_TEST(no_overread_at_guard_page) {
   ck_assert_ptr_ne(map, MAP_FAILED);
   ck_assert_int_eq(mprotect(map + page, page, PROT_NONE), 0);
   char *end = map + page;
+  int last;
 
   /* A large max makes the LINE search window larger than the input, so only
-   * the buffer length may bound it. */
+   * the buffer length may bound it. The unterminated tail needs more. */
   static const char line[] = "a\nbc\r\n\r\n\ndef\rg\nunterminated";
-  ck_assert_uint_eq(decode_at_guard(end, SK_FRAME_LINE, line, sizeof line - 1, SIZE_MAX), 5);
-  ck_assert_uint_eq(decode_at_guard(end, SK_FRAME_LINE, line, sizeof line - 1, 100), 5);
+  ck_assert_uint_eq(decode_at_guard(end, SK_FRAME_LINE, line, sizeof line - 1, SIZE_MAX, &last), 5);
+  ck_assert_int_eq(last, 0);
+  ck_assert_uint_eq(decode_at_guard(end, SK_FRAME_LINE, line, sizeof line - 1, 100, &last), 5);
+  ck_assert_int_eq(last, 0);
+  /* Past max + 2 bytes without a newline the line is too long. */
   static const char longline[] = "0123456789abcdef";
-  decode_at_guard(end, SK_FRAME_LINE, longline, sizeof longline - 1, 4);
+  ck_assert_uint_eq(decode_at_guard(end, SK_FRAME_LINE, longline, sizeof longline - 1, 4, &last),
+                    0);
+  ck_assert_int_eq(last, SK_EMSGSIZE);
 
   static const char length[] = "\0\0\0\0"
                                "\0\0\0\3abc"
                                "\0\0\0\1z"
                                "\0\0\0\7partial";
-  ck_assert_uint_eq(decode_at_guard(end, SK_FRAME_LENGTH, length, sizeof length - 1, 100), 4);
-  ck_assert_uint_eq(decode_at_guard(end, SK_FRAME_LENGTH, length, 16, 100), 3);
-  decode_at_guard(end, SK_FRAME_LENGTH, "\0\0\1\0", 4, 100);
+  ck_assert_uint_eq(decode_at_guard(end, SK_FRAME_LENGTH, length, sizeof length - 1, 100, &last),
+                    4);
+  ck_assert_int_eq(last, 0);
+  /* Cut before the fourth header: three messages, then more is needed. */
+  ck_assert_uint_eq(decode_at_guard(end, SK_FRAME_LENGTH, length, 16, 100, &last), 3);
+  ck_assert_int_eq(last, 0);
+  /* A header announcing 256 bytes is refused at once against a max of 100. */
+  ck_assert_uint_eq(decode_at_guard(end, SK_FRAME_LENGTH, "\0\0\1\0", 4, 100, &last), 0);
+  ck_assert_int_eq(last, SK_EMSGSIZE);
 
   static const char raw[] = "whatever one read returned\n";
-  ck_assert_uint_eq(decode_at_guard(end, SK_FRAME_RAW, raw, sizeof raw - 1, 100), 1);
-  decode_at_guard(end, SK_FRAME_RAW, raw, sizeof raw - 1, 5);
+  ck_assert_uint_eq(decode_at_guard(end, SK_FRAME_RAW, raw, sizeof raw - 1, 100, &last), 1);
+  ck_assert_int_eq(last, 1);
+  /* RAW refuses a read longer than max: nothing is cut off silently. */
+  ck_assert_uint_eq(decode_at_guard(end, SK_FRAME_RAW, raw, sizeof raw - 1, 5, &last), 0);
+  ck_assert_int_eq(last, SK_EMSGSIZE);
 
   ck_assert_int_eq(munmap(map, 2 * page), 0);
 }

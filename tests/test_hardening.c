@@ -561,7 +561,7 @@ END_TEST
 
 START_TEST(test_wildcard_listeners_all_dual_stack) {
   if (!sk_test_have_ipv6()) {
-    printf("SKIP: test_wildcard_listeners_all_dual_stack: no IPv6 on this host\n");
+    sk_test_skip("test_wildcard_listeners_all_dual_stack", "no IPv6 on this host");
     return;
   }
   sk_tcp_server *srv = NULL;
@@ -640,9 +640,5 @@ static Suite *hardening_suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(hardening_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return sk_test_run(hardening_suite());
 }

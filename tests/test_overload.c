@@ -241,7 +241,12 @@ START_TEST(test_five_thousand_concurrent_connections) {
   struct rlimit old;
   getrlimit(RLIMIT_NOFILE, &old);
   long need = 2L * count + fds_before + 64;
-  ck_assert_msg(sk_test_raise_nofile(need) >= need, "cannot raise RLIMIT_NOFILE to %ld", need);
+  if (sk_test_raise_nofile(need) < need) {
+    char why[96];
+    snprintf(why, sizeof why, "cannot raise RLIMIT_NOFILE to %ld", need);
+    sk_test_skip("test_five_thousand_concurrent_connections", why);
+    return;
+  }
   int threads_before = sk_test_thread_baseline();
 
   sk_test_tcp t;
@@ -359,7 +364,11 @@ START_TEST(test_slow_loris_closed_by_idle_timeout_others_served) {
   struct rlimit old;
   getrlimit(RLIMIT_NOFILE, &old);
   long need = 2L * count + sk_test_fd_count() + 64;
-  ck_assert(sk_test_raise_nofile(need) >= need);
+  if (sk_test_raise_nofile(need) < need) {
+    sk_test_skip("test_slow_loris_closed_by_idle_timeout_others_served",
+                 "cannot raise RLIMIT_NOFILE far enough");
+    return;
+  }
   sk_tcp_server *srv = new_server(sk_test_echo, SK_MODEL_EVENT_LOOP, 1);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IDLE_TIMEOUT_MS, idle_ms), SK_OK);
   sk_test_tcp t;
@@ -1114,9 +1123,5 @@ int main(void) {
   sk_set_log_handler(log_handler, NULL);
   if (getenv("SK_TEST_DEBUG"))
     sk_set_log_level(SK_LOG_DEBUG);
-  SRunner *sr = srunner_create(overload_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return sk_test_run(overload_suite());
 }

@@ -144,9 +144,5 @@ static Suite *status_suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(status_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return sk_test_run(status_suite());
 }

@@ -140,8 +140,10 @@ static void *start_late(void *arg) {
 }
 
 START_TEST(test_connect_retries_until_server_listens) {
-  late_server l = {.port = sk_test_free_port(SOCK_STREAM), .delay_ms = 1500};
-  ck_assert_int_gt(l.port, 0);
+  /* The port refuses until the server binds it too (SO_REUSEADDR). */
+  late_server l = {.delay_ms = 1500};
+  int held = sk_test_refusing_port(SOCK_STREAM, &l.port);
+  ck_assert_int_ge(held, 0);
   atomic_init(&l.rc, 1);
   char address[64];
   snprintf(address, sizeof address, "127.0.0.1:%d", l.port);
@@ -161,12 +163,14 @@ START_TEST(test_connect_retries_until_server_listens) {
   expect_reply(c, "late", "late");
   sk_tcp_client_destroy(c);
   ck_assert_int_eq(sk_test_tcp_stop(&l.t, WAIT_MS), SK_OK);
+  close(held);
 }
 END_TEST
 
 START_TEST(test_all_attempts_refused_is_econnect) {
-  int port = sk_test_free_port(SOCK_STREAM);
-  ck_assert_int_gt(port, 0);
+  int port;
+  int held = sk_test_refusing_port(SOCK_STREAM, &port);
+  ck_assert_int_ge(held, 0);
   char address[64];
   snprintf(address, sizeof address, "127.0.0.1:%d", port);
   sk_tcp_client *c = new_client(address, SK_FRAME_LINE);
@@ -197,6 +201,7 @@ START_TEST(test_all_attempts_refused_is_econnect) {
   sk_tcp_client_attempts(c, &attempts);
   ck_assert_int_eq(attempts, 1);
   sk_tcp_client_destroy(c);
+  close(held);
 
   /* No socket at a UNIX path: refused the same way. */
   c = new_client("unix:/nonexistent/sktest.sock", SK_FRAME_LINE);
@@ -237,7 +242,9 @@ START_TEST(test_exponential_backoff_with_jitter) {
 
   /* And through the API: four refused attempts stay within the capped
    * pauses (at most 100 + 150 + 150 ms). */
-  int port = sk_test_free_port(SOCK_STREAM);
+  int port;
+  int held = sk_test_refusing_port(SOCK_STREAM, &port);
+  ck_assert_int_ge(held, 0);
   char address[64];
   snprintf(address, sizeof address, "127.0.0.1:%d", port);
   sk_tcp_client *c = new_client(address, SK_FRAME_LINE);
@@ -252,6 +259,7 @@ START_TEST(test_exponential_backoff_with_jitter) {
   sk_tcp_client_attempts(c, &attempts);
   ck_assert_int_eq(attempts, 4);
   sk_tcp_client_destroy(c);
+  close(held);
 }
 END_TEST
 
@@ -645,7 +653,9 @@ START_TEST(test_no_descriptor_leaks) {
     sk_tcp_client_destroy(c);
   }
   ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
-  int port = sk_test_free_port(SOCK_STREAM);
+  int port;
+  int held = sk_test_refusing_port(SOCK_STREAM, &port);
+  ck_assert_int_ge(held, 0);
   char address[64];
   snprintf(address, sizeof address, "127.0.0.1:%d", port);
   sk_tcp_client *c = new_client(address, SK_FRAME_LINE);
@@ -653,7 +663,50 @@ START_TEST(test_no_descriptor_leaks) {
   ck_assert_int_eq(sk_tcp_client_set(c, SK_OPT_RETRY_DELAY_MS, 0), SK_OK);
   ck_assert_int_eq(sk_tcp_client_connect(c, -1), SK_ECONNECT);
   sk_tcp_client_destroy(c);
+  close(held);
   ck_assert_int_eq(sk_test_fd_count(), before);
+}
+END_TEST
+
+/* SK_OPT_CONNECT_TIMEOUT_MS bounds one attempt: a listener whose queue is
+ * full (backlog 0, one connection waiting, never accepted) drops further
+ * handshakes, so an attempt waits until its own timeout, then the next. */
+START_TEST(test_connect_timeout_bounds_each_attempt) {
+  int lst = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t alen = sizeof a;
+  ck_assert_int_eq(bind(lst, (struct sockaddr *)&a, sizeof a), 0);
+  ck_assert_int_eq(listen(lst, 0), 0);
+  ck_assert_int_eq(getsockname(lst, (struct sockaddr *)&a, &alen), 0);
+  /* Fill the queue: connect until a handshake no longer completes. */
+  int fill[8], nfill = 0;
+  bool full = false;
+  while (nfill < 8 && !full) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fill[nfill++] = fd;
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    full = rc != 0 && poll(&p, 1, 200) == 0;
+  }
+  ck_assert_msg(full, "the listen queue never filled");
+  char address[64];
+  snprintf(address, sizeof address, "127.0.0.1:%d", ntohs(a.sin_port));
+  sk_tcp_client *c = new_client(address, SK_FRAME_LINE);
+  ck_assert_int_eq(sk_tcp_client_set(c, SK_OPT_ATTEMPTS, 2), SK_OK);
+  ck_assert_int_eq(sk_tcp_client_set(c, SK_OPT_RETRY_DELAY_MS, 0), SK_OK);
+  ck_assert_int_eq(sk_tcp_client_set(c, SK_OPT_CONNECT_TIMEOUT_MS, 300), SK_OK);
+  long long start = sk_test_now_ms();
+  ck_assert_int_eq(sk_tcp_client_connect(c, -1), SK_ETIMEDOUT);
+  long long elapsed = sk_test_now_ms() - start;
+  int attempts = 0;
+  sk_tcp_client_attempts(c, &attempts);
+  ck_assert_int_eq(attempts, 2);
+  /* Two attempts of 300 ms: not the 5 s default, not at once. */
+  ck_assert_msg(elapsed >= 550 && elapsed < 3000, "took %lld ms", elapsed);
+  sk_tcp_client_destroy(c);
+  for (int i = 0; i < nfill; i++)
+    close(fill[i]);
+  close(lst);
 }
 END_TEST
 
@@ -674,14 +727,11 @@ static Suite *tcp_client_suite(void) {
   tcase_add_test(tc, test_arguments_options_and_addresses);
   tcase_add_test(tc, test_many_clients_on_threads);
   tcase_add_test(tc, test_no_descriptor_leaks);
+  tcase_add_test(tc, test_connect_timeout_bounds_each_attempt);
   suite_add_tcase(s, tc);
   return s;
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(tcp_client_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return sk_test_run(tcp_client_suite());
 }

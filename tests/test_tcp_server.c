@@ -9,9 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "support.h"
 
 #define WAIT_MS 5000
@@ -41,17 +44,31 @@ static void expect_bytes(int fd, const char *want, size_t len) {
                 want);
 }
 
-static void line_echo_at(const char *address, const char *want_peer_prefix) {
+/* The client's own address as the server must show it: "[::1]:port",
+ * "127.0.0.1:port", or "unix:" for an unbound UNIX client. */
+static void own_address(int fd, char *buf, size_t size) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+  if (ss.ss_family == AF_INET6)
+    snprintf(buf, size, "[::1]:%d", ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+  else if (ss.ss_family == AF_INET)
+    snprintf(buf, size, "127.0.0.1:%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  else
+    snprintf(buf, size, "unix:");
+}
+
+/* Both replies whole, each with the client's full address. */
+static void line_echo_at(const char *address) {
   sk_test_tcp t;
   ck_assert_int_eq(sk_test_tcp_start(&t, address, peer_service, NULL), SK_OK);
   int fd = sk_test_tcp_connect(t.address);
   ck_assert_int_ge(fd, 0);
   ck_assert_int_eq(sk_test_send_all(fd, "a\nb\r\n", 5), 0);
-  char want[256];
-  int len = snprintf(want, sizeof want, "a|%s", want_peer_prefix);
-  char got[256];
-  ck_assert_int_eq(sk_test_read_exact(fd, got, (size_t)len, WAIT_MS), len);
-  ck_assert_msg(memcmp(got, want, (size_t)len) == 0, "got '%.*s'", len, got);
+  char self[128], want[300];
+  own_address(fd, self, sizeof self);
+  int len = snprintf(want, sizeof want, "a|%s\nb|%s\n", self, self);
+  expect_bytes(fd, want, (size_t)len);
   close(fd);
   ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
 }
@@ -75,9 +92,11 @@ START_TEST(test_line_echo_ipv4_with_peer) {
 END_TEST
 
 START_TEST(test_line_echo_ipv6_and_dual_stack) {
-  if (!sk_test_have_ipv6())
+  if (!sk_test_have_ipv6()) {
+    sk_test_skip("test_line_echo_ipv6_and_dual_stack", "no IPv6 on this host");
     return;
-  line_echo_at("[::1]:0", "[::1]:");
+  }
+  line_echo_at("[::1]:0");
   /* The port-only form serves IPv4 clients too, shown as IPv4. */
   sk_test_tcp t;
   ck_assert_int_eq(sk_test_tcp_start(&t, ":0", peer_service, NULL), SK_OK);
@@ -86,7 +105,10 @@ START_TEST(test_line_echo_ipv6_and_dual_stack) {
   int fd = sk_test_tcp_connect(target);
   ck_assert_int_ge(fd, 0);
   ck_assert_int_eq(sk_test_send_all(fd, "v4\n", 3), 0);
-  expect_bytes(fd, "v4|127.0.0.1:", 13);
+  char self[128], want[160];
+  own_address(fd, self, sizeof self);
+  int len = snprintf(want, sizeof want, "v4|%s\n", self);
+  expect_bytes(fd, want, (size_t)len);
   close(fd);
   ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
 }
@@ -96,7 +118,7 @@ START_TEST(test_unix_stream_echo_and_socket_file) {
   char *dir = sk_test_tmpdir();
   char address[256];
   snprintf(address, sizeof address, "unix:%s/tcp.sock", dir);
-  line_echo_at(address, "unix:");
+  line_echo_at(address);
   ck_assert_int_ne(access(address + 5, F_OK), 0); /* removed by destroy */
   sk_test_rmdir(dir);
 }
@@ -447,6 +469,184 @@ START_TEST(test_lifecycle_and_options) {
 }
 END_TEST
 
+/* ---- sharing a port, and failures of the system ----------------------- */
+
+static const char *say_a(const char *request, void *user) {
+  (void)request;
+  (void)user;
+  return "A";
+}
+static const char *say_b(const char *request, void *user) {
+  (void)request;
+  (void)user;
+  return "B";
+}
+
+/* SK_OPT_REUSEPORT=1 lets a second server -- and any socket with
+ * SO_REUSEPORT -- bind the same port, and the kernel spreads clients over
+ * both; without it the port is taken (SK_EBIND, EADDRINUSE). */
+START_TEST(test_reuseport_shares_the_port) {
+  sk_tcp_server *a, *b, *c;
+  ck_assert_int_eq(sk_tcp_server_create(&a, "127.0.0.1:0", say_a, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(a, SK_OPT_REUSEPORT, 1), SK_OK);
+  sk_test_tcp ta;
+  ck_assert_int_eq(sk_test_tcp_start_server(&ta, a), SK_OK);
+  char address[64];
+  snprintf(address, sizeof address, "127.0.0.1:%d", ta.port);
+
+  /* Without the option the port is taken. */
+  ck_assert_int_eq(sk_tcp_server_create(&c, address, sk_test_echo, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_listen(c), SK_EBIND);
+  ck_assert_int_eq(sk_last_os_error(), EADDRINUSE);
+  sk_tcp_server_destroy(c);
+
+  /* With it, a second server and a plain socket share it. */
+  ck_assert_int_eq(sk_tcp_server_create(&b, address, say_b, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(b, SK_OPT_REUSEPORT, 1), SK_OK);
+  sk_test_tcp tb;
+  ck_assert_int_eq(sk_test_tcp_start_server(&tb, b), SK_OK);
+  ck_assert_int_eq(tb.port, ta.port);
+  int plain = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  ck_assert_int_eq(setsockopt(plain, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one), 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)ta.port),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  ck_assert_int_eq(bind(plain, (struct sockaddr *)&sa, sizeof sa), 0);
+  close(plain);
+
+  /* Both serve: each connection lands on one of them, by its hash. */
+  bool seen_a = false, seen_b = false;
+  for (int i = 0; i < 64 && !(seen_a && seen_b); i++) {
+    int fd = sk_test_tcp_connect(address);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(sk_test_send_all(fd, "who\n", 4), 0);
+    char got[2];
+    ck_assert_int_eq(sk_test_read_exact(fd, got, 2, WAIT_MS), 2);
+    seen_a |= got[0] == 'A';
+    seen_b |= got[0] == 'B';
+    close(fd);
+  }
+  ck_assert(seen_a && seen_b);
+  ck_assert_int_eq(sk_test_tcp_stop(&tb, WAIT_MS), SK_OK);
+  ck_assert_int_eq(sk_test_tcp_stop(&ta, WAIT_MS), SK_OK);
+}
+END_TEST
+
+/* Make every new descriptor fail (EMFILE) by lowering the limit to the
+ * lowest free descriptor number; returns the old limit to restore. */
+static struct rlimit no_more_descriptors(void) {
+  struct rlimit old;
+  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+  int lowest = dup(0);
+  ck_assert_int_ge(lowest, 0);
+  close(lowest);
+  struct rlimit none = {.rlim_cur = (rlim_t)lowest, .rlim_max = old.rlim_max};
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &none), 0);
+  return old;
+}
+
+/* Out of descriptors: create reports SK_ESYS (no wake-up descriptor),
+ * listen SK_ESYS (no event loop), with the OS error; nothing is leaked and
+ * the same calls work once descriptors are back. */
+START_TEST(test_out_of_descriptors_is_esys) {
+  int before = sk_test_fd_count();
+  sk_tcp_server *ready;
+  ck_assert_int_eq(sk_tcp_server_create(&ready, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  struct rlimit old = no_more_descriptors();
+  sk_tcp_server *srv = (sk_tcp_server *)1;
+  int create_rc = sk_tcp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL);
+  int create_err = sk_last_os_error();
+  int listen_rc = sk_tcp_server_listen(ready);
+  int listen_err = sk_last_os_error();
+  sk_udp_server *usrv = (sk_udp_server *)1;
+  int udp_rc = sk_udp_server_create(&usrv, "127.0.0.1:0", sk_test_echo, NULL);
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  ck_assert_int_eq(create_rc, SK_ESYS);
+  ck_assert_int_eq(create_err, EMFILE);
+  ck_assert_ptr_null(srv);
+  ck_assert_int_eq(listen_rc, SK_ESYS);
+  ck_assert_int_eq(listen_err, EMFILE);
+  ck_assert_int_eq(udp_rc, SK_ESYS);
+  ck_assert_ptr_null(usrv);
+  ck_assert_int_eq(sk_tcp_server_listen(ready), SK_OK);
+  sk_tcp_server_destroy(ready);
+  ck_assert_int_eq(sk_test_fd_count(), before);
+}
+END_TEST
+
+/* listen() of this program, for the one test that needs it to fail: the
+ * library is linked in statically, so its listen() calls come here. */
+static atomic_bool fail_listen;
+int listen(int fd, int backlog) {
+  if (atomic_load(&fail_listen)) {
+    errno = EADDRINUSE;
+    return -1;
+  }
+  return (int)syscall(SYS_listen, fd, backlog);
+}
+
+/* A failing listen() is SK_ELISTEN with its OS error, the socket is not
+ * leaked, and the server can listen once it works again. */
+START_TEST(test_failing_listen_is_elisten) {
+  int before = sk_test_fd_count();
+  sk_tcp_server *srv;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  atomic_store(&fail_listen, true);
+  int rc = sk_tcp_server_listen(srv);
+  atomic_store(&fail_listen, false);
+  ck_assert_int_eq(rc, SK_ELISTEN);
+  ck_assert_int_eq(sk_last_os_error(), EADDRINUSE);
+  ck_assert_int_eq(sk_tcp_server_listen(srv), SK_OK);
+  sk_tcp_server_destroy(srv);
+  ck_assert_int_eq(sk_test_fd_count(), before);
+}
+END_TEST
+
+/* SK_OPT_BACKLOG reaches listen(): a server that listens but is not run
+ * completes only about `backlog` handshakes (Linux: backlog + 1); further
+ * connections wait. The default (SOMAXCONN) completes them all. */
+static int handshakes_completed(const char *address, int tries, int *fds) {
+  sk_addr a;
+  ck_assert_int_eq(sk__addr_parse(&a, address), 0);
+  int done = 0;
+  for (int i = 0; i < tries; i++) {
+    fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fds[i], 0);
+    int rc = connect(fds[i], (struct sockaddr *)&a.ss, a.len);
+    ck_assert(rc == 0 || errno == EINPROGRESS);
+    struct pollfd p = {.fd = fds[i], .events = POLLOUT};
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (rc == 0 || (poll(&p, 1, 200) == 1 &&
+                    getsockopt(fds[i], SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0))
+      done++;
+  }
+  return done;
+}
+
+START_TEST(test_backlog_option_reaches_listen) {
+  for (int round = 0; round < 2; round++) {
+    sk_tcp_server *srv;
+    ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+    if (round == 0)
+      ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_BACKLOG, 1), SK_OK);
+    ck_assert_int_eq(sk_tcp_server_listen(srv), SK_OK);
+    char address[64];
+    ck_assert_int_eq(sk_tcp_server_address(srv, address, sizeof address), SK_OK);
+    int fds[6];
+    int done = handshakes_completed(address, 6, fds);
+    if (round == 0)
+      ck_assert_msg(done >= 1 && done <= 3, "backlog 1: %d handshakes completed", done);
+    else
+      ck_assert_int_eq(done, 6);
+    for (int i = 0; i < 6; i++)
+      close(fds[i]);
+    sk_tcp_server_destroy(srv);
+  }
+}
+END_TEST
+
 static Suite *tcp_suite(void) {
   Suite *s = suite_create("tcp_server");
   TCase *tc = tcase_create("tcp");
@@ -465,6 +665,10 @@ static Suite *tcp_suite(void) {
   tcase_add_test(tc, test_nul_byte_after_good_messages_in_one_read);
   tcase_add_test(tc, test_stop_with_clients_connected);
   tcase_add_test(tc, test_lifecycle_and_options);
+  tcase_add_test(tc, test_reuseport_shares_the_port);
+  tcase_add_test(tc, test_out_of_descriptors_is_esys);
+  tcase_add_test(tc, test_failing_listen_is_elisten);
+  tcase_add_test(tc, test_backlog_option_reaches_listen);
   suite_add_tcase(s, tc);
   return s;
 }
@@ -472,9 +676,5 @@ static Suite *tcp_suite(void) {
 int main(void) {
   if (getenv("SK_TEST_DEBUG"))
     sk_set_log_level(SK_LOG_DEBUG);
-  SRunner *sr = srunner_create(tcp_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return sk_test_run(tcp_suite());
 }

@@ -182,8 +182,9 @@ START_TEST(test_timeout_after_all_attempts) {
 END_TEST
 
 START_TEST(test_refused_is_econnect) {
-  int port = sk_test_free_port(SOCK_DGRAM);
-  ck_assert_int_gt(port, 0);
+  int port;
+  int held = sk_test_refusing_port(SOCK_DGRAM, &port);
+  ck_assert_int_ge(held, 0);
   char address[64];
   snprintf(address, sizeof address, "127.0.0.1:%d", port);
   sk_udp_client *c = new_client(address);
@@ -201,6 +202,7 @@ START_TEST(test_refused_is_econnect) {
   /* Refusals come at once; the pauses between attempts remain. */
   ck_assert_msg(elapsed >= 195 && elapsed < 3000, "took %lld ms", elapsed);
   sk_udp_client_destroy(c);
+  close(held);
 
   /* No socket at a UNIX path. */
   c = new_client("unix:/nonexistent/sktest.sock");
@@ -604,7 +606,9 @@ START_TEST(test_no_descriptor_leaks) {
     sk_udp_client_destroy(c);
   }
   ck_assert_int_eq(sk_test_udp_stop(&t, WAIT_MS), SK_OK);
-  int port = sk_test_free_port(SOCK_DGRAM);
+  int port;
+  int held = sk_test_refusing_port(SOCK_DGRAM, &port);
+  ck_assert_int_ge(held, 0);
   char address[64];
   snprintf(address, sizeof address, "127.0.0.1:%d", port);
   sk_udp_client *c = new_client(address);
@@ -613,6 +617,7 @@ START_TEST(test_no_descriptor_leaks) {
   const char *reply;
   ck_assert_int_eq(sk_udp_client_request(c, "x", &reply), SK_ECONNECT);
   sk_udp_client_destroy(c);
+  close(held);
   ck_assert_int_eq(sk_test_fd_count(), before);
 }
 END_TEST
@@ -640,9 +645,5 @@ static Suite *udp_client_suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(udp_client_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return sk_test_run(udp_client_suite());
 }
