@@ -540,6 +540,66 @@ START_TEST(test_write_timeout_closes_client_that_never_reads) {
 }
 END_TEST
 
+/* The server hangs up on fd (FIN or reset) within timeout_ms, seen without
+ * reading what it sent first. */
+static bool hung_up(int fd, int timeout_ms) {
+  struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+  long long deadline = sk_test_now_ms() + timeout_ms;
+  for (;;) {
+    long long left = deadline - sk_test_now_ms();
+    if (left <= 0)
+      return false;
+    int n = poll(&p, 1, (int)left);
+    if (n > 0)
+      return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+    if (n < 0 && errno != EINTR)
+      return false;
+  }
+}
+
+/* In every model, a client that sends requests but never reads a reply is
+ * cut off once its output has waited SK_OPT_WRITE_TIMEOUT_MS, long before
+ * the idle timeout (60 s), and the others are served meanwhile. */
+START_TEST(test_write_timeout_every_model) {
+  const model_config *cfg = &configs[_i];
+  sk_tcp_server *srv = server_for(cfg, "127.0.0.1:0", sk_test_echo);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WRITE_TIMEOUT_MS, 300), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IDLE_TIMEOUT_MS, 60000), SK_OK);
+  /* A small send buffer, so that replies soon wait in the server rather
+   * than in the kernel: only output the server holds has a write timer. */
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_SNDBUF, 65536), SK_OK);
+  running r;
+  run_start(&r, cfg, srv);
+  int hog = sk_test_tcp_connect(r.address);
+  ck_assert_int_ge(hog, 0);
+  long long start = sk_test_now_ms();
+  flood_without_reading(hog, 64u << 20);
+  /* Cut off: the server's counter says so, or (the process model, whose
+   * counters live in another process) the client sees the reset. A close
+   * with all input read sends a FIN, which waits behind the replies still
+   * in the kernel: then the client sees the end only once it reads. */
+  if (r.srv)
+    ck_assert_msg(sk_test_wait_tcp_stat(r.srv, SK_STAT_CONNECTIONS_TIMED_OUT, 1, WAIT_MS),
+                  "%s: a client that never reads was not cut off", cfg->name);
+  else
+    hung_up(hog, 2000);
+  long long elapsed = sk_test_now_ms() - start;
+  ck_assert_msg(elapsed >= 300, "%s: cut off after %lld ms", cfg->name, elapsed);
+  /* Now reading finds the end of the stream: had the server not cut the
+   * client off, it would answer the rest of the flood and wait for more. */
+  fcntl(hog, F_SETFL, fcntl(hog, F_GETFL) & ~O_NONBLOCK);
+  ck_assert_msg(sk_test_wait_closed(hog, WAIT_MS) != -2, "%s: the connection is still open",
+                cfg->name);
+  int other = sk_test_tcp_connect(r.address);
+  ck_assert_int_ge(other, 0);
+  ck_assert_int_eq(sk_test_send_all(other, "fine\n", 5), 0);
+  expect_bytes(other, "fine\n", 5);
+  close(other);
+  close(hog);
+  run_stop(&r);
+}
+END_TEST
+
 START_TEST(test_descriptor_exhaustion_recovers) {
   sk_tcp_server *srv;
   ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
@@ -711,22 +771,26 @@ static const char *big_or_echo(const char *request, void *user) {
 }
 
 /* The models whose service runs in this process: there a SIGPIPE would
- * end the test process (Check reports the signal as a failure). */
-static const int in_process_models[] = {0, 2, 4};
+ * end the test process (Check reports the signal as a failure). The
+ * process model has its own test in test_fork_model.c: its children would
+ * share this process's client sockets, so a client's close would not reach
+ * them. */
+static const int sigpipe_models[] = {0, 2, 4};
 
 /* "The server never raises SIGPIPE": a client half-closes and resets while
  * a large reply is still being sent to it. The reset of a half-closed
  * connection makes the server's next send fail with EPIPE, which raises
- * SIGPIPE unless the send says MSG_NOSIGNAL. The server lives on. */
+ * SIGPIPE unless the send says MSG_NOSIGNAL. The server lives on, counts
+ * each reset, and serves the next client. */
 START_TEST(test_client_reset_mid_reply_raises_no_sigpipe) {
-  const model_config *cfg = &configs[in_process_models[_i]];
+  const model_config *cfg = &configs[sigpipe_models[_i]];
   memset(big_reply, 'x', BIG_REPLY);
   sk_tcp_server *srv = server_for(cfg, "127.0.0.1:0", big_or_echo);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_SNDBUF, 65536), SK_OK);
-  running r;
-  run_start(&r, cfg, srv);
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
   for (int round = 0; round < 3; round++) {
-    int fd = sk_test_tcp_connect(r.address);
+    int fd = sk_test_tcp_connect(t.address);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(sk_test_send_all(fd, "big\n", 4), 0);
     static char head[65536];
@@ -736,14 +800,15 @@ START_TEST(test_client_reset_mid_reply_raises_no_sigpipe) {
     ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l), 0);
     close(fd); /* RST, with most of the reply unsent */
   }
-  ck_assert(sk_test_wait_tcp_stat(r.srv, SK_STAT_CONNECTIONS_RESET, 3, WAIT_MS));
-  ck_assert(sk_test_wait_tcp_stat_eq(r.srv, SK_STAT_CONNECTIONS_ACTIVE, 0, WAIT_MS));
-  int other = sk_test_tcp_connect(r.address);
+  ck_assert_msg(sk_test_wait_tcp_stat(srv, SK_STAT_CONNECTIONS_RESET, 3, WAIT_MS),
+                "%s: not every reset was counted", cfg->name);
+  ck_assert(sk_test_wait_tcp_stat_eq(srv, SK_STAT_CONNECTIONS_ACTIVE, 0, WAIT_MS));
+  int other = sk_test_tcp_connect(t.address);
   ck_assert_int_ge(other, 0);
   ck_assert_int_eq(sk_test_send_all(other, "alive\n", 6), 0);
   expect_bytes(other, "alive\n", 6);
   close(other);
-  run_stop(&r);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
 }
 END_TEST
 
@@ -861,7 +926,7 @@ static Suite *models_suite(void) {
   tcase_add_test(tc, test_pool_serves_blocking_service_concurrently_in_order);
   tcase_add_test(tc, test_pool_client_vanishing_mid_request_is_released);
   tcase_add_loop_test(tc, test_client_reset_mid_reply_raises_no_sigpipe, 0,
-                      (int)(sizeof in_process_models / sizeof in_process_models[0]));
+                      (int)(sizeof sigpipe_models / sizeof sigpipe_models[0]));
   tcase_add_loop_test(tc, test_stop_answers_running_pool_requests, 2, 4);
   tcase_add_loop_test(tc, test_protocol_error_linger_is_bounded, 0,
                       (int)(sizeof linger_models / sizeof linger_models[0]));
@@ -871,6 +936,7 @@ static Suite *models_suite(void) {
   tcase_add_loop_test(limits, test_max_connections_every_model, 0, NCONFIGS);
   tcase_add_test(limits, test_non_reading_client_memory_bounded);
   tcase_add_test(limits, test_write_timeout_closes_client_that_never_reads);
+  tcase_add_loop_test(limits, test_write_timeout_every_model, 0, NCONFIGS);
   tcase_add_test(limits, test_descriptor_exhaustion_recovers);
   tcase_add_test(limits, test_model_option_rules);
   suite_add_tcase(s, limits);

@@ -143,6 +143,44 @@ START_TEST(test_length_framing) {
 }
 END_TEST
 
+/* Replies of N spaces for a request "N", echo otherwise. */
+static const char *spaces(const char *request, void *user) {
+  (void)user;
+  long n = strtol(request, NULL, 10);
+  return n > 0 ? sk_replyf("%*s", (int)n, "") : request;
+}
+
+/* LENGTH replies carry their whole length in the 4-byte big-endian header,
+ * whichever of its bytes are non-zero: under 256, under 64 KiB, up to
+ * 16 MiB (second byte set), and beyond (first byte set). */
+START_TEST(test_length_framing_reply_sizes) {
+  sk_tcp_server *srv = new_server("127.0.0.1:0", spaces, SK_FRAME_LENGTH, 0);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_OUTPUT_HIGH_WATER, 64 << 20), SK_OK);
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
+  int fd = sk_test_tcp_connect(t.address);
+  ck_assert_int_ge(fd, 0);
+  static const uint32_t sizes[] = {7, 300, 65535, 65536, 100000, 0x00ABCDEF, 0x01000001};
+  static char body[0x01000001];
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    char req[16];
+    int len = snprintf(req + 4, sizeof req - 4, "%u", sizes[i]);
+    uint32_t be = htonl((uint32_t)len);
+    memcpy(req, &be, 4);
+    ck_assert_int_eq(sk_test_send_all(fd, req, 4 + (size_t)len), 0);
+    unsigned char head[4];
+    ck_assert_int_eq(sk_test_read_exact(fd, head, 4, WAIT_MS), 4);
+    uint32_t got =
+        (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 | head[3];
+    ck_assert_msg(got == sizes[i], "reply of %u bytes framed as %u", sizes[i], got);
+    ck_assert_int_eq(sk_test_read_exact(fd, body, sizes[i], WAIT_MS), (ssize_t)sizes[i]);
+    ck_assert(body[0] == ' ' && body[sizes[i] - 1] == ' ');
+  }
+  close(fd);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
 START_TEST(test_raw_framing) {
   sk_test_tcp t;
   ck_assert_int_eq(
@@ -434,6 +472,32 @@ START_TEST(test_lifecycle_and_options) {
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_BACKLOG, 0), SK_EINVAL);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MAX_MESSAGE, 0), SK_EINVAL);
   ck_assert_int_eq(sk_tcp_server_set(srv, 12345, 0), SK_EINVAL);
+  /* Each option's documented range, at both ends. */
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_OUTPUT_HIGH_WATER, 1023), SK_EINVAL);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_OUTPUT_HIGH_WATER, 1024), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_OUTPUT_HIGH_WATER, (1LL << 30) + 1), SK_EINVAL);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_OUTPUT_HIGH_WATER, 1LL << 30), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_get(srv, SK_OPT_OUTPUT_HIGH_WATER, &v), SK_OK);
+  ck_assert_int_eq(v, 1LL << 30);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_OUTPUT_HIGH_WATER, 1 << 20), SK_OK);
+  /* Statistics: the TCP ones only; never one past the last. */
+  uint64_t count = 7;
+  static const int not_tcp[] = {0,
+                                -1,
+                                SK_STAT_DROPS_NO_ADDRESS,
+                                SK_STAT_DROPS_WOULD_BLOCK,
+                                SK_STAT_DROPS_SEND_ERROR,
+                                SK_STAT_DROPS_QUEUE_FULL,
+                                SK_STAT_DROPS_QUEUE_FULL + 1,
+                                SK_STAT_DROPS_QUEUE_FULL + 2,
+                                1000};
+  for (size_t i = 0; i < sizeof not_tcp / sizeof not_tcp[0]; i++)
+    ck_assert_msg(sk_tcp_server_stat(srv, not_tcp[i], &count) == SK_EINVAL,
+                  "sk_tcp_server_stat(%d) was accepted", not_tcp[i]);
+  ck_assert_uint_eq(count, 7);
+  ck_assert_int_eq(sk_tcp_server_stat(srv, SK_STAT_BYTES_BUFFERED, &count), SK_OK);
+  ck_assert_uint_eq(count, 0);
+  ck_assert_int_eq(sk_tcp_server_stat(srv, SK_STAT_MESSAGES_IN, NULL), SK_EINVAL);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_BACKLOG, 16), SK_OK);
   ck_assert_int_eq(sk_tcp_server_listen(srv), SK_OK);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_BACKLOG, 32), SK_ESTATE);
@@ -655,6 +719,7 @@ static Suite *tcp_suite(void) {
   tcase_add_test(tc, test_line_echo_ipv6_and_dual_stack);
   tcase_add_test(tc, test_unix_stream_echo_and_socket_file);
   tcase_add_test(tc, test_length_framing);
+  tcase_add_test(tc, test_length_framing_reply_sizes);
   tcase_add_test(tc, test_raw_framing);
   tcase_add_test(tc, test_hundred_clients_in_order);
   tcase_add_test(tc, test_pipelining_without_reading);

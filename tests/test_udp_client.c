@@ -327,6 +327,9 @@ START_TEST(test_truncated_reply_is_emsgsize) {
   ck_assert_ptr_null(reply);
   ck_assert_int_eq(sk_udp_client_request(c, "100", &reply), SK_OK); /* exactly the limit */
   ck_assert_uint_eq(strlen(reply), 100);
+  reply = "unchanged";
+  ck_assert_int_eq(sk_udp_client_request(c, "101", &reply), SK_EMSGSIZE); /* one byte over */
+  ck_assert_ptr_null(reply);
   expect_reply(c, "small", "small");
   char over[102];
   memset(over, 'o', 101);
