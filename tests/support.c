@@ -487,6 +487,23 @@ int sk_test_wait_closed(int fd, int timeout_ms) {
   return n >= 0 ? 0 : (int)n;
 }
 
+int sk_test_reset_mid_reply(const char *address, const char *request, size_t head) {
+  int fd = sk_test_tcp_connect(address);
+  if (fd < 0)
+    return -1;
+  char *buf = malloc(head);
+  struct linger l = {.l_onoff = 1, .l_linger = 0};
+  int rc = buf && sk_test_send_all(fd, request, strlen(request)) == 0 &&
+                   sk_test_read_exact(fd, buf, head, 10000) == (ssize_t)head &&
+                   shutdown(fd, SHUT_WR) == 0 &&
+                   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) == 0
+               ? 0
+               : -1;
+  free(buf);
+  close(fd); /* RST, with most of the reply unsent */
+  return rc;
+}
+
 /* Skips are counted in a shared mapping made before Check forks the tests,
  * so that the runner sees the skips of its children. */
 static _Atomic int *skips;

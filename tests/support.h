@@ -140,6 +140,11 @@ ssize_t sk_test_read_exact(int fd, void *buf, size_t len, int timeout_ms);
  * EPIPE: the server closed with input unread), -2 on timeout; a close is
  * never confused with a timeout. */
 int sk_test_wait_closed(int fd, int timeout_ms);
+/* Connect to address, send `request` (whose reply must be larger than the
+ * socket buffers), read the first `head` bytes of the reply, then
+ * half-close and reset the connection while the server is still sending
+ * the rest. 0, or -1 if a step failed. */
+int sk_test_reset_mid_reply(const char *address, const char *request, size_t head);
 /* Read until EOF within timeout_ms, at most size bytes. Returns the bytes
  * read before EOF, -1 on error (e.g. ECONNRESET), -2 on timeout. */
 ssize_t sk_test_read_to_eof(int fd, char *buf, size_t size, int timeout_ms);

@@ -470,17 +470,8 @@ static int sigpipe_server(int report_fd, int ctl_fd) {
 START_TEST(test_client_reset_mid_reply_kills_no_child) {
   server_proc p;
   proc_start(&p, sigpipe_server);
-  for (int round = 0; round < 3; round++) {
-    int fd = sk_test_tcp_connect(p.report.address[0]);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(sk_test_send_all(fd, "big\n", 4), 0);
-    static char head[65536];
-    ck_assert_int_eq(sk_test_read_exact(fd, head, sizeof head, WAIT_MS), (ssize_t)sizeof head);
-    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
-    struct linger l = {.l_onoff = 1, .l_linger = 0};
-    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l), 0);
-    close(fd); /* RST, with most of the reply unsent */
-  }
+  for (int round = 0; round < 3; round++)
+    ck_assert_int_eq(sk_test_reset_mid_reply(p.report.address[0], "big\n", 65536), 0);
   int fd = sk_test_tcp_connect(p.report.address[0]);
   ck_assert_int_ge(fd, 0);
   exchange(fd, "alive\n");

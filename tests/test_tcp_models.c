@@ -795,17 +795,8 @@ START_TEST(test_client_reset_mid_reply_raises_no_sigpipe) {
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_SNDBUF, 65536), SK_OK);
   sk_test_tcp t;
   ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
-  for (int round = 0; round < 3; round++) {
-    int fd = sk_test_tcp_connect(t.address);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(sk_test_send_all(fd, "big\n", 4), 0);
-    static char head[65536];
-    ck_assert_int_eq(sk_test_read_exact(fd, head, sizeof head, WAIT_MS), (ssize_t)sizeof head);
-    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
-    struct linger l = {.l_onoff = 1, .l_linger = 0};
-    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l), 0);
-    close(fd); /* RST, with most of the reply unsent */
-  }
+  for (int round = 0; round < 3; round++)
+    ck_assert_int_eq(sk_test_reset_mid_reply(t.address, "big\n", 65536), 0);
   ck_assert_msg(sk_test_wait_tcp_stat(srv, SK_STAT_CONNECTIONS_RESET, 3, WAIT_MS),
                 "%s: not every reset was counted", cfg->name);
   ck_assert(sk_test_wait_tcp_stat_eq(srv, SK_STAT_CONNECTIONS_ACTIVE, 0, WAIT_MS));
