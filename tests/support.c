@@ -323,12 +323,21 @@ bool sk_test_wait_tcp_stat_eq(sk_tcp_server *srv, int stat, uint64_t want, int t
 }
 
 int sk_test_tcp_connect(const char *address) {
+  return sk_test_tcp_connect_rcvbuf(address, 0);
+}
+
+int sk_test_tcp_connect_rcvbuf(const char *address, int rcvbuf) {
   sk_addr a;
   if (sk__addr_parse(&a, address) != 0)
     return -1;
   int fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -1;
+  /* Before connect: the window offered in the handshake fits the buffer. */
+  if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0) {
+    close(fd);
+    return -1;
+  }
   struct timeval tv = {.tv_sec = 10};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);

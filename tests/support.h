@@ -130,6 +130,10 @@ int sk_test_proc_stop(sk_test_proc *p, int timeout_ms);
 /* A blocking stream socket connected to `address`, with 10 s send and
  * receive timeouts so no test can hang on it. -1 on failure. */
 int sk_test_tcp_connect(const char *address);
+/* The same with the socket's receive buffer set to `rcvbuf` bytes before
+ * it connects (the kernel doubles it), so that little of a reply waits in
+ * the kernel; 0 leaves the default. */
+int sk_test_tcp_connect_rcvbuf(const char *address, int rcvbuf);
 /* Write all bytes (blocking). 0 or -1. */
 int sk_test_send_all(int fd, const void *bytes, size_t len);
 /* Read exactly len bytes within timeout_ms. Returns len, the short count

@@ -544,6 +544,71 @@ START_TEST(test_non_reading_pipeliners_stay_under_memory_bound) {
 }
 END_TEST
 
+/* A paused connection resumes once its output drains below half the
+ * high-water mark, not only when all of it has left: a client that reads
+ * steadily but slowly keeps being served, without stalls of a whole
+ * high-water mark each. */
+#define RESUME_REPLY 32768
+static char resume_reply[RESUME_REPLY + 1]; /* filled before the server starts */
+static const char *resume_service(const char *request, void *user) {
+  (void)request;
+  (void)user;
+  return resume_reply;
+}
+
+START_TEST(test_paused_connection_resumes_below_half_high_water) {
+  const int model = _i == 0 ? SK_MODEL_EVENT_LOOP : SK_MODEL_WORKER_POOL;
+  const long long high_water = 2 << 20;
+  const size_t each = RESUME_REPLY + 1; /* the reply and its '\n' */
+  memset(resume_reply, 'r', RESUME_REPLY);
+  sk_tcp_server *srv = new_server(resume_service, model, 1);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_OUTPUT_HIGH_WATER, high_water), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WRITE_TIMEOUT_MS, 0), SK_OK);
+  /* Small kernel buffers: what the kernel holds stays far below half the
+   * mark, so what the server holds is known from what the client read. */
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_SNDBUF, 65536), SK_OK);
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
+  int fd = sk_test_tcp_connect_rcvbuf(t.address, 16384);
+  ck_assert_int_ge(fd, 0);
+
+  /* Four times the mark in requests, sent at once; the server serves
+   * until its output reaches the mark, then pauses. */
+  const size_t requests = (size_t)(4 * high_water) / each;
+  char *burst = malloc(requests * 2);
+  ck_assert_ptr_nonnull(burst);
+  for (size_t i = 0; i < requests; i++)
+    memcpy(burst + 2 * i, "x\n", 2);
+  ck_assert_int_eq(sk_test_send_all(fd, burst, requests * 2), 0);
+  free(burst);
+  ck_assert(sk_test_wait_tcp_stat(srv, SK_STAT_BYTES_BUFFERED, (uint64_t)high_water, WAIT_MS));
+  ck_assert(sk_test_wait(quiet_for_300ms, srv, WAIT_MS));
+  uint64_t served = stat_of(srv, SK_STAT_MESSAGES_OUT);
+  uint64_t buffered = stat_of(srv, SK_STAT_BYTES_BUFFERED);
+  ck_assert_uint_lt(served, requests);
+  ck_assert_uint_ge(buffered, (uint64_t)high_water);
+  ck_assert_uint_le(buffered, (uint64_t)high_water + 2 * each);
+
+  /* Read all but half the mark less one reply: whatever the kernel holds,
+   * the server now holds less than half the mark, but far from nothing. */
+  size_t produced = (size_t)served * each;
+  size_t take = produced - (size_t)high_water / 2 + each;
+  char *got = malloc(take);
+  ck_assert_ptr_nonnull(got);
+  ck_assert_int_eq(sk_test_read_exact(fd, got, take, WAIT_MS), (ssize_t)take);
+  for (size_t i = 0; i < take; i++)
+    ck_assert_int_eq(got[i], i % each == RESUME_REPLY ? '\n' : 'r');
+  free(got);
+  ck_assert_msg(sk_test_wait_tcp_stat(srv, SK_STAT_MESSAGES_OUT, served + 1, WAIT_MS),
+                "no reply served after the output fell below half the mark (%llu bytes held)",
+                (unsigned long long)stat_of(srv, SK_STAT_BYTES_BUFFERED));
+  close(fd);
+  ck_assert(sk_test_wait_tcp_stat_eq(srv, SK_STAT_CONNECTIONS_ACTIVE, 0, WAIT_MS));
+  ck_assert(sk_test_wait_tcp_stat_eq(srv, SK_STAT_BYTES_BUFFERED, 0, WAIT_MS));
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
 /* ---- broken clients --------------------------------------------------- */
 
 /* The models whose clients may live in this process (see the fork test). */
@@ -1099,6 +1164,7 @@ static Suite *overload_suite(void) {
   tcase_add_test(load, test_five_thousand_concurrent_connections);
   tcase_add_test(load, test_slow_loris_closed_by_idle_timeout_others_served);
   tcase_add_loop_test(load, test_non_reading_pipeliners_stay_under_memory_bound, 0, 2);
+  tcase_add_loop_test(load, test_paused_connection_resumes_below_half_high_water, 0, 2);
   tcase_add_test(load, test_udp_flood_while_tcp_clients_served);
   suite_add_tcase(s, load);
   TCase *faults = tcase_create("faults");
