@@ -69,7 +69,7 @@ static int parse(sk_addr *out, const char *text) {
   if (text == NULL || text[0] == '\0')
     return SK_EADDR;
 
-  if (strncmp(text, UNIX_PREFIX, UNIX_PREFIX_LEN) == 0)
+  if (sk__addr_is_unix_text(text))
     return parse_unix(out, text + UNIX_PREFIX_LEN);
 
   int rc;
@@ -108,6 +108,10 @@ static int parse(sk_addr *out, const char *text) {
   if ((rc = parse_host(AF_INET, text, (size_t)(colon - text), &sin->sin_addr)) != 0)
     return rc;
   return parse_port(colon + 1, &sin->sin_port);
+}
+
+bool sk__addr_is_unix_text(const char *text) {
+  return strncmp(text, UNIX_PREFIX, UNIX_PREFIX_LEN) == 0;
 }
 
 int sk__addr_parse(sk_addr *out, const char *text) {

@@ -31,6 +31,10 @@ int sk__addr_parse(sk_addr *out, const char *text);
  * if the family is unknown or buf is too small. Thread-safe. */
 int sk__addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
 
+/* True if `text` has the "unix:" prefix of a UNIX address (which may still
+ * be malformed after it). */
+bool sk__addr_is_unix_text(const char *text);
+
 /* The port of an IP address in host order; 0 for UNIX addresses. */
 int sk__addr_port(const struct sockaddr *sa);
 

@@ -1,17 +1,12 @@
-/* client.c -- what the TCP and UDP clients share: the option tables,
- * back-off with jitter, and waiting with deadlines. */
+/* client.c -- what the TCP and UDP clients share: the option tables and
+ * back-off with jitter. */
 #include "client.h"
 
-#include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 #include <unistd.h>
-
-/* The largest UDP payload over IPv4, as for the UDP server. */
-#define UDP_MAX_PAYLOAD 65507
 
 /* One table per client: the options each takes, and their ranges. */
 #define OPT(name, field, lo, hi)                                                                   \
@@ -27,7 +22,7 @@ static const sk_option_def tcp_client_options[] = {
     OPT(SK_OPT_REQUEST_TIMEOUT_MS, request_timeout_ms, 1, INT_MAX),
 };
 static const sk_option_def udp_client_options[] = {
-    OPT(SK_OPT_MAX_MESSAGE, max_message, 1, UDP_MAX_PAYLOAD),
+    OPT(SK_OPT_MAX_MESSAGE, max_message, 1, SK__UDP_MAX_PAYLOAD),
     OPT(SK_OPT_ATTEMPTS, attempts, 1, 1000),
     OPT(SK_OPT_RETRY_DELAY_MS, retry_delay_ms, 0, INT_MAX),
     OPT(SK_OPT_BACKOFF, backoff, SK_BACKOFF_FIXED, SK_BACKOFF_EXPONENTIAL),
@@ -37,7 +32,7 @@ static const sk_option_def udp_client_options[] = {
 #undef OPT
 
 void sk__client_opts_init(sk_client_opts *o, int kind) {
-  o->max_message = kind == SK_CLIENT_UDP ? UDP_MAX_PAYLOAD : 65536;
+  o->max_message = kind == SK_CLIENT_UDP ? SK__UDP_MAX_PAYLOAD : 65536;
   o->framing = SK_FRAME_LINE;
   /* The tutorial's reconnect loop: five attempts, one second apart. */
   o->attempts = 5;
@@ -91,36 +86,4 @@ long long sk__retry_pause(const sk_client_opts *o, int retry, uint64_t *rng) {
   if (ceiling > o->retry_max_ms)
     ceiling = o->retry_max_ms;
   return (long long)(next_random(rng) % ((uint64_t)ceiling + 1));
-}
-
-long long sk__now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void sk__sleep_until(long long when) {
-  struct timespec ts = {.tv_sec = (time_t)(when / 1000), .tv_nsec = (long)(when % 1000) * 1000000};
-  /* An absolute deadline makes resuming after a signal exact. */
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-    ;
-}
-
-int sk__wait_fd(int fd, short events, long long deadline) {
-  struct pollfd p = {.fd = fd, .events = events};
-  for (;;) {
-    int timeout = -1;
-    if (deadline >= 0) {
-      long long left = deadline - sk__now_ms();
-      timeout = left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
-    }
-    int n = poll(&p, 1, timeout);
-    if (n > 0)
-      return 1;
-    if (n == 0 && timeout == 0)
-      return 0;
-    if (n < 0 && errno != EINTR)
-      return -1;
-    /* Interrupted, or woke a little early: wait out the rest. */
-  }
 }

@@ -1,5 +1,5 @@
-/* client.h -- internal: what the TCP and UDP clients share: options, retry
- * pauses with back-off, millisecond deadlines and waiting on a socket. */
+/* client.h -- internal: what the TCP and UDP clients share: options and
+ * retry pauses with back-off (their clock and waits are in internal.h). */
 #ifndef SK_CLIENT_H
 #define SK_CLIENT_H
 
@@ -34,17 +34,5 @@ uint64_t sk__client_seed(const void *client);
  * or with exponential back-off a random time in [0, min(max, delay * 2^(retry-1))]
  * ("full jitter"). */
 long long sk__retry_pause(const sk_client_opts *o, int retry, uint64_t *rng);
-
-/* Milliseconds on the monotonic clock. */
-long long sk__now_ms(void);
-
-/* Sleep until sk__now_ms() reaches `when`; signals do not cut it short. */
-void sk__sleep_until(long long when);
-
-/* Wait until fd has one of `events` (POLLIN, POLLOUT) or the monotonic
- * time `deadline` passes; a deadline < 0 waits without limit. EINTR is
- * retried. Returns 1 when ready (errors and hang-ups count as ready: the
- * next read or write reports them), 0 on timeout, -1 with errno. */
-int sk__wait_fd(int fd, short events, long long deadline);
 
 #endif

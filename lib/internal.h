@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -102,6 +103,30 @@ void sk__close(int fd);
  * signal it. sk__wake is async-signal-safe and keeps errno intact. */
 int sk__wakefd_open(void);
 void sk__wake(int fd);
+
+/* The library's clock: CLOCK_MONOTONIC in milliseconds, plus
+ * sk__clock_offset_ms. 64 bits never wrap. Every deadline of the library
+ * (timers, drain, client timeouts) is on this clock. */
+int64_t sk__clock_ms(void);
+
+/* Added to every reading of sk__clock_ms(). Zero; tests move it to put the
+ * clock just before a 32-bit wrap (process-wide, a test hook only). */
+extern _Atomic int64_t sk__clock_offset_ms;
+
+/* Sleep until sk__clock_ms() reaches `when`; signals do not cut it short. */
+void sk__sleep_until(int64_t when);
+
+/* Wait until fd has one of `events` (POLLIN, POLLOUT), stopfd (if >= 0)
+ * is readable, or sk__clock_ms() reaches `deadline` (< 0: no deadline).
+ * EINTR is retried. Returns 1 when ready (errors and hang-ups count as
+ * ready: the next read or write reports them), 0 on timeout,
+ * SK__WAIT_STOPPED when stopfd is readable, -1 with errno. */
+#define SK__WAIT_STOPPED (-2)
+int sk__wait_fd(int fd, short events, int stopfd, int64_t deadline);
+
+/* The largest UDP payload over IPv4 (65535 - 8 UDP - 20 IP header): the
+ * most a UDP server or client takes or sends in one datagram. */
+#define SK__UDP_MAX_PAYLOAD 65507
 
 /* One integer option of an object: the long long at `offset` in it, and
  * the range it accepts. Objects keep a static table of these. */

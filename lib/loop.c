@@ -1,4 +1,4 @@
-/* loop.c -- epoll reactor, eventfd wake-up and the timer clock. */
+/* loop.c -- epoll reactor, eventfd wake-up and the timerfd for deadlines. */
 #include "loop.h"
 
 #include <errno.h>
@@ -7,15 +7,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-
-_Atomic int64_t sk__clock_offset_ms;
-
-int64_t sk__clock_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
-         atomic_load_explicit(&sk__clock_offset_ms, memory_order_relaxed);
-}
 
 int sk__loop_init(sk_loop *loop) {
   loop->wakefd = loop->timerfd = -1;

@@ -1,5 +1,5 @@
-/* loop.h -- internal: a small epoll reactor with an eventfd wake-up, a
- * timerfd for deadlines, and the library's millisecond clock. */
+/* loop.h -- internal: a small epoll reactor with an eventfd wake-up and a
+ * timerfd for deadlines (on sk__clock_ms, internal.h). */
 #ifndef SK_LOOP_H
 #define SK_LOOP_H
 
@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+
+#include "internal.h"
 
 /* The reactor is level-triggered. A connection is read once per wake-up,
  * so no busy client can starve the others, and nothing has to read until
@@ -51,14 +53,6 @@ int sk__loop_wait(sk_loop *loop, struct epoll_event *events, int max, int timeou
 
 /* Wake the loop from any thread or a signal handler. */
 void sk__loop_wake(sk_loop *loop);
-
-/* The library's clock: CLOCK_MONOTONIC in milliseconds, plus
- * sk__clock_offset_ms. 64 bits never wrap. */
-int64_t sk__clock_ms(void);
-
-/* Added to every reading of sk__clock_ms(). Zero; tests move it to put the
- * clock just before a 32-bit wrap (process-wide, a test hook only). */
-extern _Atomic int64_t sk__clock_offset_ms;
 
 /* The clock in 32 bits, for deadlines kept in small structures (a
  * connection's timer). It wraps every 49.7 days: compare such deadlines

@@ -10,8 +10,6 @@
 
 #include "internal.h"
 
-#define UNIX_PREFIX "unix:"
-
 /* Longest host part we pass to getaddrinfo (NI_MAXHOST). */
 #define HOST_MAX 1025
 
@@ -69,7 +67,7 @@ static int split(const char *address, host_port *out) {
 }
 
 int sk__resolve_check(const char *address) {
-  if (strncmp(address, UNIX_PREFIX, sizeof UNIX_PREFIX - 1) == 0) {
+  if (sk__addr_is_unix_text(address)) {
     sk_addr a;
     return sk__addr_parse(&a, address);
   }
@@ -79,7 +77,7 @@ int sk__resolve_check(const char *address) {
 
 int sk__resolve(const char *address, int socktype, sk_addr_list *out) {
   out->count = 0;
-  if (strncmp(address, UNIX_PREFIX, sizeof UNIX_PREFIX - 1) == 0) {
+  if (sk__addr_is_unix_text(address)) {
     int rc = sk__addr_parse(&out->items[0], address);
     if (rc != 0)
       return sk__fail(rc, 0);

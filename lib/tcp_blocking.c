@@ -13,33 +13,11 @@
 
 #include "tcp.h"
 
-/* Wait until fd is ready for `events`, stop is signalled, or deadline_ms
- * (0: none) passes. Returns 1 ready, 0 timed out, -1 stopped or error. */
-static int wait_fd(int fd, short events, int stopfd, int64_t deadline_ms) {
-  for (;;) {
-    int timeout = -1;
-    if (deadline_ms) {
-      int64_t left = deadline_ms - sk__clock_ms();
-      if (left <= 0)
-        return 0;
-      timeout = left > 60000 ? 60000 : (int)left;
-    }
-    struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = stopfd, .events = POLLIN}};
-    int n = poll(p, stopfd >= 0 ? 2 : 1, timeout);
-    if (n < 0 && errno != EINTR)
-      return -1;
-    if (n > 0 && stopfd >= 0 && (p[1].revents & POLLIN))
-      return -1;
-    if (n > 0)
-      return 1;
-  }
-}
-
 /* Send all of out within the write timeout; once the server stops, within
  * the drain time too. False if the client is gone or stalled, or the drain
  * time is over. */
 static bool send_all(sk_tcp_server *srv, int fd, sk_buf **out, int stopfd) {
-  int64_t deadline = 0;
+  int64_t deadline = 0; /* 0: none computed since the last progress */
   bool stopping = false;
   while (*out) {
     if ((*out)->len == 0) { /* nothing framed (empty RAW replies) */
@@ -60,15 +38,15 @@ static bool send_all(sk_tcp_server *srv, int fd, sk_buf **out, int stopfd) {
       return false;
     }
     if (!deadline)
-      deadline = srv->write_timeout_ms ? sk__clock_ms() + srv->write_timeout_ms : 0;
+      deadline = srv->write_timeout_ms ? sk__clock_ms() + srv->write_timeout_ms : -1;
     int64_t until = deadline;
     if (stopping) {
       int64_t drain = sk__tcp_drain_deadline(srv);
-      if (!until || drain < until)
+      if (until < 0 || drain < until)
         until = drain;
     }
-    int r = wait_fd(fd, POLLOUT, stopping ? -1 : stopfd, until);
-    if (r < 0 && !stopping && atomic_load(&srv->stop_requested)) {
+    int r = sk__wait_fd(fd, POLLOUT, stopping ? -1 : stopfd, until);
+    if (r == SK__WAIT_STOPPED) {
       stopping = true; /* owed replies get the drain time, no more */
       continue;
     }
@@ -88,7 +66,7 @@ static void linger_close(int fd, int stopfd) {
     return;
   char buf[4096];
   int64_t deadline = sk__clock_ms() + SK_TCP_LINGER_MS;
-  while (wait_fd(fd, POLLIN, stopfd, deadline) == 1) {
+  while (sk__wait_fd(fd, POLLIN, stopfd, deadline) == 1) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
       break;
@@ -105,9 +83,9 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd) {
   sk_peer peer;
   sk_peer *was = sk__peer_bind(&peer);
   sk_tally tally = {0};
-  int64_t idle_deadline = srv->idle_timeout_ms ? sk__clock_ms() + srv->idle_timeout_ms : 0;
+  int64_t idle_deadline = srv->idle_timeout_ms ? sk__clock_ms() + srv->idle_timeout_ms : -1;
   for (;;) {
-    int r = wait_fd(fd, POLLIN, stopfd, idle_deadline);
+    int r = sk__wait_fd(fd, POLLIN, stopfd, idle_deadline);
     if (r == 0) {
       sk__tcp_count(srv, SK_STAT_CONNECTIONS_TIMED_OUT, 1);
       break;

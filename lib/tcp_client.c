@@ -67,7 +67,7 @@ static int connect_one(const sk_addr *a, long long deadline) {
       rc = sk__fail(SK_ECONNECT, errno);
       goto fail;
     }
-    int ready = sk__wait_fd(fd, POLLOUT, deadline);
+    int ready = sk__wait_fd(fd, POLLOUT, -1, deadline);
     if (ready <= 0) {
       rc = ready == 0 ? sk__fail(SK_ETIMEDOUT, 0) : sk__fail(SK_ECONNECT, errno);
       goto fail;
@@ -103,7 +103,7 @@ static int attempt_once(sk_tcp_client *c, long long deadline) {
   if (rc != SK_OK)
     return rc;
   for (size_t i = 0; i < list.count; i++) {
-    long long until = sk__now_ms() + c->opts.connect_timeout_ms;
+    long long until = sk__clock_ms() + c->opts.connect_timeout_ms;
     if (deadline >= 0 && deadline < until)
       until = deadline;
     int fd = connect_one(&list.items[i], until);
@@ -113,7 +113,7 @@ static int attempt_once(sk_tcp_client *c, long long deadline) {
       return SK_OK;
     }
     rc = fd;
-    if (deadline >= 0 && sk__now_ms() >= deadline)
+    if (deadline >= 0 && sk__clock_ms() >= deadline)
       break;
   }
   return rc;
@@ -128,7 +128,7 @@ static void log_attempt(const sk_tcp_client *c, int attempt, int rc, const char 
 }
 
 static int connect_retrying(sk_tcp_client *c, int timeout_ms) {
-  long long deadline = timeout_ms < 0 ? -1 : sk__now_ms() + timeout_ms;
+  long long deadline = timeout_ms < 0 ? -1 : sk__clock_ms() + timeout_ms;
   for (int attempt = 1;; attempt++) {
     c->attempts = attempt;
     int rc = attempt_once(c, deadline);
@@ -146,7 +146,7 @@ static int connect_retrying(sk_tcp_client *c, int timeout_ms) {
       return rc;
     }
     long long pause = sk__retry_pause(&c->opts, attempt, &c->rng);
-    long long wake = sk__now_ms() + pause;
+    long long wake = sk__clock_ms() + pause;
     if (deadline >= 0 && wake >= deadline) {
       /* The next attempt could not begin in time: say so now rather than
        * sleep to the deadline first. */
@@ -205,7 +205,7 @@ static int send_message(sk_tcp_client *c, const char *m, size_t len, long long d
     if (n >= 0) {
       at += (size_t)n;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      int ready = sk__wait_fd(c->fd, POLLOUT, deadline);
+      int ready = sk__wait_fd(c->fd, POLLOUT, -1, deadline);
       if (ready <= 0)
         return ready == 0 ? sk__fail(SK_ETIMEDOUT, 0) : sk__fail(SK_EWRITE, errno);
     } else if (errno == EPIPE || errno == ECONNRESET) {
@@ -244,7 +244,7 @@ static int recv_message(sk_tcp_client *c, long long deadline) {
     size_t want = framing == SK_FRAME_RAW ? max + 1 : READ_CHUNK;
     if (reserve(&c->in, &c->in_cap, c->in_len + want) != 0)
       return sk__fail(SK_ENOMEM, ENOMEM);
-    int ready = sk__wait_fd(c->fd, POLLIN, deadline);
+    int ready = sk__wait_fd(c->fd, POLLIN, -1, deadline);
     if (ready <= 0)
       return ready == 0 ? sk__fail(SK_ETIMEDOUT, 0) : sk__fail(SK_EREAD, errno);
     ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
@@ -314,7 +314,7 @@ int sk_tcp_client_request(sk_tcp_client *c, const char *request, const char **re
     disconnect(c);
   if (c->fd < 0 && (rc = connect_retrying(c, -1)) != SK_OK)
     return rc;
-  long long deadline = sk__now_ms() + c->opts.request_timeout_ms;
+  long long deadline = sk__clock_ms() + c->opts.request_timeout_ms;
   if ((rc = send_message(c, request, len, deadline)) == SK_OK &&
       (rc = recv_message(c, deadline)) == SK_OK) {
     *reply = c->msg;
@@ -335,7 +335,7 @@ int sk_tcp_client_send(sk_tcp_client *c, const char *message) {
     return rc;
   if (c->fd < 0 && (rc = connect_retrying(c, -1)) != SK_OK)
     return rc;
-  rc = send_message(c, message, len, sk__now_ms() + c->opts.request_timeout_ms);
+  rc = send_message(c, message, len, sk__clock_ms() + c->opts.request_timeout_ms);
   if (rc != SK_OK)
     disconnect(c); /* part of a message may have left: the stream is out of step */
   return rc;
@@ -348,7 +348,7 @@ int sk_tcp_client_recv(sk_tcp_client *c, const char **message, int timeout_ms) {
     return sk__fail(SK_EINVAL, 0);
   if (c->fd < 0)
     return sk__fail(SK_ESTATE, 0);
-  int rc = recv_message(c, timeout_ms < 0 ? -1 : sk__now_ms() + timeout_ms);
+  int rc = recv_message(c, timeout_ms < 0 ? -1 : sk__clock_ms() + timeout_ms);
   if (rc == SK_OK)
     *message = c->msg;
   else if (rc != SK_ETIMEDOUT) /* a part message stays buffered for the next call */

@@ -11,11 +11,6 @@
 #include "client.h"
 #include "resolve.h"
 
-/* The largest datagram a client accepts (SK_OPT_MAX_MESSAGE's maximum):
- * the receive buffer has this size once and for all, so it never moves
- * while a request pointing into it (a previous reply) is being sent. */
-#define UDP_MAX_PAYLOAD 65507
-
 /* How long the addresses of one lookup are used while requests succeed.
  * getaddrinfo does not say how long a record may be kept; a minute follows
  * a moved name soon enough without a lookup per request. */
@@ -55,7 +50,7 @@ static bool same_addr(const sk_addr *a, const sk_addr *b) {
  * of the last one, if any: a name server that is down for a while should
  * not stop a client that knows where its server is. */
 static int refresh(sk_udp_client *c) {
-  long long now = sk__now_ms();
+  long long now = sk__clock_ms();
   if (c->addrs.count > 0 && !c->lookup_due && now - c->looked_up_ms < LOOKUP_MAX_AGE_MS)
     return SK_OK;
   sk_addr_list fresh;
@@ -160,11 +155,14 @@ static int drain(sk_udp_client *c) {
 
 /* Wait until `deadline` for one datagram and leave it in buf. */
 static int receive(sk_udp_client *c, long long deadline) {
-  if (!c->buf && !(c->buf = malloc(UDP_MAX_PAYLOAD + 1)))
+  /* The largest datagram a client accepts (SK_OPT_MAX_MESSAGE's maximum):
+   * the buffer has this size once and for all, so it never moves while a
+   * request pointing into it (a previous reply) is being sent. */
+  if (!c->buf && !(c->buf = malloc(SK__UDP_MAX_PAYLOAD + 1)))
     return sk__fail(SK_ENOMEM, ENOMEM);
   size_t max = (size_t)c->opts.max_message;
   for (;;) {
-    int ready = sk__wait_fd(c->fd, POLLIN, deadline);
+    int ready = sk__wait_fd(c->fd, POLLIN, -1, deadline);
     if (ready <= 0)
       return ready == 0 ? sk__fail(SK_ETIMEDOUT, 0) : sk__fail(SK_EREAD, errno);
     /* With MSG_TRUNC recv returns the datagram's whole length, so a reply
@@ -194,7 +192,7 @@ static int exchange(sk_udp_client *c, const char *m, size_t len) {
   int rc;
   if (c->fd >= 0 && (rc = drain(c)) != SK_OK)
     return rc;
-  long long now = sk__now_ms();
+  long long now = sk__clock_ms();
   long long deadline = now + c->opts.request_timeout_ms, next = now;
   size_t refusals = 0;
   rc = SK_ETIMEDOUT; /* what to report if the time runs out */
@@ -223,11 +221,11 @@ static int exchange(sk_udp_client *c, const char *m, size_t len) {
         break; /* refused for the last time: no reply can come */
       size_t naddrs = c->addrs.count ? c->addrs.count : 1;
       if (++refusals % naddrs != 0)
-        next = sk__now_ms();
+        next = sk__clock_ms();
       else
         sk__sleep_until(next < deadline ? next : deadline);
     }
-    now = sk__now_ms();
+    now = sk__clock_ms();
   }
   return rc == SK_ETIMEDOUT ? sk__fail(SK_ETIMEDOUT, 0) : rc;
 }
@@ -299,7 +297,7 @@ int sk_udp_client_recv(sk_udp_client *c, const char **message, int timeout_ms) {
     return sk__fail(SK_EINVAL, 0);
   if (c->fd < 0)
     return sk__fail(SK_ESTATE, 0);
-  int rc = receive(c, timeout_ms < 0 ? -1 : sk__now_ms() + timeout_ms);
+  int rc = receive(c, timeout_ms < 0 ? -1 : sk__clock_ms() + timeout_ms);
   if (rc == SK_OK)
     *message = c->buf;
   return rc;

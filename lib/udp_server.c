@@ -15,9 +15,6 @@
 #include "loop.h"
 #include "pool.h"
 
-/* The largest UDP payload over IPv4 (65535 - 8 UDP - 20 IP header). */
-#define UDP_MAX_PAYLOAD 65507
-
 /* Datagrams taken by one recvmmsg, and at most as many replies sent by one
  * sendmmsg: per-syscall cost dominates small datagrams. The receive slots
  * are BATCH * (max message + 1) bytes per I/O thread; the pages are only
@@ -167,7 +164,7 @@ int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service se
   srv->addr = addr;
   srv->service = service;
   srv->user = user;
-  srv->max_message = UDP_MAX_PAYLOAD;
+  srv->max_message = SK__UDP_MAX_PAYLOAD;
   srv->model = SK_MODEL_EVENT_LOOP;
   srv->io_threads = 1;
   srv->drain_timeout_ms = 5000;
@@ -187,7 +184,7 @@ int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service se
 #define OPT(name, field, lo, hi)                                                                   \
   { name, offsetof(sk_udp_server, field), lo, hi }
 static const sk_option_def udp_options[] = {
-    OPT(SK_OPT_MAX_MESSAGE, max_message, 1, UDP_MAX_PAYLOAD),
+    OPT(SK_OPT_MAX_MESSAGE, max_message, 1, SK__UDP_MAX_PAYLOAD),
     OPT(SK_OPT_REUSEPORT, reuseport, 0, 1),
     OPT(SK_OPT_RCVBUF, rcvbuf, 0, INT_MAX),
     OPT(SK_OPT_SNDBUF, sndbuf, 0, INT_MAX),
