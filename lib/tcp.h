@@ -1,6 +1,6 @@
 /* tcp.h -- internal: the TCP server's shared state, split across
- * tcp_server.c (API and lifecycle), tcp_loop.c (event loops) and
- * tcp_blocking.c (thread- and process-per-connection). */
+ * tcp_server.c (API, on the server core of server.h), tcp_loop.c (event
+ * loops) and tcp_blocking.c (thread- and process-per-connection). */
 #ifndef SK_TCP_H
 #define SK_TCP_H
 
@@ -14,15 +14,12 @@
 #include "internal.h"
 #include "loop.h"
 #include "pool.h"
+#include "server.h"
 
 /* Bytes one read may bring (RAW framing: at most the largest message). */
 #define SK_TCP_READ_CHUNK 65536
 /* How long a closing connection may take to send its EOF after ours. */
 #define SK_TCP_LINGER_MS 2000
-
-#define SK_TCP_STAT_COUNT (SK_STAT_DROPS_QUEUE_FULL + 1)
-
-enum sk_tcp_state { SK_TCP_CREATED, SK_TCP_LISTENING, SK_TCP_RUNNING, SK_TCP_DONE };
 
 /* Connection flags beyond those of conn.h. */
 enum {
@@ -86,6 +83,7 @@ typedef struct sk_tcp_child {
 struct sk_tcp_io {
   sk_peer peer; /* the request being served, for sk_peer_address() */
   sk_tcp_server *srv;
+  int index;    /* of the loop in srv->io, and of its listener in the core */
   sk_loop loop; /* its wake-up carries pool completions */
   int listen_fd;
   bool owns_listener; /* false where loops share one UNIX listener */
@@ -128,67 +126,33 @@ typedef struct sk_conn_thread {
 } sk_conn_thread;
 
 struct sk_tcp_server {
-  sk_addr addr;
-  sk_service service;
-  void *user;
-  sk_reply_free reply_free;
+  sk_server core; /* first: the core frees the struct */
 
-  long long max_message;
-  long long reuseport;
-  long long rcvbuf;
-  long long sndbuf;
   long long framing;
   long long backlog;
-  long long model;
-  long long workers;
-  long long io_threads;
   long long max_connections;
   long long idle_timeout_ms;
   long long write_timeout_ms;
   long long high_water;
   long long max_buffered;
-  long long drain_timeout_ms;
   long long max_inflight;
 
-  _Atomic int state; /* sk_tcp_state; read by the thread-safe queries */
-  atomic_bool stop_requested;
-  _Atomic int64_t drain_deadline; /* sk__clock_ms() when a stop's drain ends; 0 before */
-  atomic_bool cancel_jobs;        /* drain time is over: queued jobs skip the service */
-  /* Never drained: once written, every loop and connection thread sees it
-   * readable, which is what makes stop sticky and reach them all. */
-  int stopfd;
-  bool started; /* threads run that destroy must join */
-  bool unlink_path;
-  /* The socket file unlink_path removes. */
-  sk_unix_file unix_file;
-  bool nodelay; /* TCP (not UNIX): replies must not wait for Nagle */
+  atomic_bool cancel_jobs; /* drain time is over: queued jobs skip the service */
+  bool nodelay;            /* TCP (not UNIX): replies must not wait for Nagle */
 
-  int nio;
-  sk_tcp_io *io;
-  sk_pool *pool;
+  sk_tcp_io *io; /* core.nio event loops, during a run */
 
   pthread_mutex_t threads_lock;
   sk_conn_thread *live_threads;
   sk_conn_thread *finished_threads;
-  /* Service calls left running past the drain time (each connection
-   * thread, or the pool as one): the server's memory outlives them, and the
-   * last one to end frees it if destroy came first. Under threads_lock. */
-  int stragglers;
-  bool destroyed;
-
-  struct sockaddr_storage bound;
-  socklen_t bound_len;
 
   sk_log_limit error_log; /* protocol errors and lost replies */
   atomic_llong active;    /* connections (or children) open now */
   atomic_llong buffered;  /* unsent reply bytes across connections */
-  /* In a MAP_SHARED mapping, so that children of the process model count
-   * their requests into the parent's counters. */
-  _Atomic uint64_t *stats;
 };
 
 static inline void sk__tcp_count(sk_tcp_server *srv, int stat, int64_t n) {
-  atomic_fetch_add_explicit(&srv->stats[stat], (uint64_t)n, memory_order_relaxed);
+  sk__server_count(&srv->core, stat, (uint64_t)n);
 }
 
 static inline void sk__tcp_flush_tally(sk_tcp_server *srv, sk_tally *t) {
@@ -203,15 +167,8 @@ static inline void sk__tcp_flush_tally(sk_tcp_server *srv, sk_tally *t) {
   *t = (sk_tally){0};
 }
 
-/* tcp_server.c */
-/* When the drain after a stop ends: fixed by the first to ask after the
- * stop, so every loop and thread keeps the same time. */
-int64_t sk__tcp_drain_deadline(sk_tcp_server *srv);
-/* A straggler has ended (see `stragglers`); may free the server. */
-void sk__tcp_server_release(sk_tcp_server *srv);
-
 /* tcp_loop.c */
-int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv);
+int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv, int index);
 void sk__tcp_io_free(sk_tcp_io *io);
 int sk__tcp_io_run(sk_tcp_io *io);
 

@@ -41,7 +41,7 @@ static bool send_all(sk_tcp_server *srv, int fd, sk_buf **out, int stopfd) {
       deadline = srv->write_timeout_ms ? sk__clock_ms() + srv->write_timeout_ms : -1;
     int64_t until = deadline;
     if (stopping) {
-      int64_t drain = sk__tcp_drain_deadline(srv);
+      int64_t drain = sk__server_drain_deadline(&srv->core);
       if (until < 0 || drain < until)
         until = drain;
     }
@@ -77,7 +77,7 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd) {
   /* RAW: one read is one message, so a read never takes more than a
    * message may hold. Input lives in a buffer that grows in place, so
    * each byte of a large message is copied a constant number of times. */
-  size_t chunk = srv->framing == SK_FRAME_RAW ? (size_t)srv->max_message : SK_TCP_READ_CHUNK;
+  size_t chunk = srv->framing == SK_FRAME_RAW ? (size_t)srv->core.max_message : SK_TCP_READ_CHUNK;
   size_t high = (size_t)srv->high_water;
   sk_buf *in = NULL, *out = NULL;
   sk_peer peer;
@@ -122,7 +122,7 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd) {
       sk__tcp_flush_tally(srv, &tally);
       if (!send_all(srv, fd, &out, stopfd))
         goto done;
-    } while (rc == SK_TCP_SERVE_FULL && in && !atomic_load(&srv->stop_requested));
+    } while (rc == SK_TCP_SERVE_FULL && in && !atomic_load(&srv->core.stop_requested));
     if (rc < 0) {
       sk__tcp_serve_failed(srv, fd, rc);
       linger_close(fd, stopfd);
@@ -140,7 +140,7 @@ done:
 static void *conn_thread_main(void *arg) {
   sk_conn_thread *t = arg;
   sk_tcp_server *srv = t->srv;
-  sk__tcp_serve_blocking(srv, t->fd, srv->stopfd);
+  sk__tcp_serve_blocking(srv, t->fd, srv->core.stopfd);
   atomic_fetch_sub(&srv->active, 1);
   pthread_mutex_lock(&srv->threads_lock);
   /* Closed under the lock: a stop past its drain time shuts the sockets of
@@ -164,7 +164,7 @@ static void *conn_thread_main(void *arg) {
   }
   pthread_mutex_unlock(&srv->threads_lock);
   if (detached)
-    sk__tcp_server_release(srv); /* may free the server: touch nothing after */
+    sk__server_release(&srv->core); /* may free the server: touch nothing after */
   return NULL;
 }
 
@@ -222,7 +222,7 @@ void sk__tcp_join_threads(sk_tcp_server *srv, int64_t deadline_ms) {
     (void)shutdown(t->fd, SHUT_RDWR);
     pthread_detach(t->id);
     t->detached = true;
-    srv->stragglers++;
+    sk__server_hold(&srv->core);
     left++;
   }
   pthread_mutex_unlock(&srv->threads_lock);
@@ -256,10 +256,13 @@ bool sk__forked(void) {
  * then do nothing (sk__wake and sk__close ignore -1) rather than write
  * into the service's file. */
 static void close_library_fds(sk_tcp_server *srv) {
-  for (int i = 0; i < srv->nio; i++) {
+  for (int i = 0; i < srv->core.nfds; i++) {
+    sk__close(srv->core.fds[i]);
+    srv->core.fds[i] = -1;
+  }
+  for (int i = 0; i < srv->core.nio; i++) {
     sk_tcp_io *io = &srv->io[i];
     sk__loop_close(&io->loop);
-    sk__close(io->listen_fd);
     io->listen_fd = -1;
     sk__close(io->reserve_fd);
     io->reserve_fd = -1;
@@ -267,8 +270,8 @@ static void close_library_fds(sk_tcp_server *srv) {
       sk__close(io->children[k].pidfd);
     io->nchildren = 0; /* the parent's children, not the child's */
   }
-  sk__close(srv->stopfd);
-  srv->stopfd = -1;
+  sk__close(srv->core.stopfd);
+  srv->core.stopfd = -1;
 }
 
 void sk__tcp_spawn_child(sk_tcp_io *io, int fd) {

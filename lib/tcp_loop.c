@@ -94,15 +94,15 @@ static inline bool serve_one(sk_tcp_server *srv, int framing, const char *payloa
   tally->bytes_in += len;
   /* A forked child whose service crashes never returns to flush: its
    * request must be counted before the service runs. */
-  if (srv->model == SK_MODEL_PROCESS_PER_CONNECTION)
+  if (srv->core.model == SK_MODEL_PROCESS_PER_CONNECTION)
     sk__tcp_flush_tally(srv, tally);
-  const char *reply = srv->service(payload, srv->user);
+  const char *reply = srv->core.service(payload, srv->core.user);
   /* Copied into *out before any user code runs again on this thread. */
   bool ok = true;
   if (reply) {
     ok = frame_reply(srv, framing, reply, strlen(reply), out, tally);
-    if (srv->reply_free)
-      srv->reply_free((void *)reply);
+    if (srv->core.reply_free)
+      srv->core.reply_free((void *)reply);
   }
   return ok;
 }
@@ -131,7 +131,7 @@ static inline __attribute__((always_inline)) int serve_run(sk_tcp_server *srv, i
                                                            bool nul_free, char *buf, size_t len,
                                                            size_t limit, size_t *used, sk_buf **out,
                                                            sk_tally *tally) {
-  size_t max = (size_t)srv->max_message;
+  size_t max = (size_t)srv->core.max_message;
   size_t done = 0;
   int rc = 1;
   while (rc == 1 && done < len) {
@@ -201,8 +201,12 @@ void sk__tcp_serve_failed(sk_tcp_server *srv, int fd, int rc) {
 
 /* ---- setup ------------------------------------------------------------ */
 
-int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv) {
+int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv, int index) {
   io->srv = srv;
+  io->index = index;
+  /* One listener each, or one shared by all (UNIX). */
+  io->listen_fd = srv->core.fds[index % srv->core.nfds];
+  io->owns_listener = srv->core.nfds == srv->core.nio;
   io->reserve_fd = -1;
   sk__conn_table_init(&io->conns);
   io->conns.lists[SK_LIST_IDLE].timeout_ms = (uint32_t)srv->idle_timeout_ms;
@@ -253,9 +257,7 @@ void sk__tcp_io_free(sk_tcp_io *io) {
   io->fifos = NULL;
   free(io->children);
   io->children = NULL;
-  if (io->owns_listener)
-    sk__close(io->listen_fd);
-  io->listen_fd = -1;
+  io->listen_fd = -1; /* the core's */
   sk__close(io->reserve_fd);
   sk__loop_close(&io->loop);
   if (io->in)
@@ -506,7 +508,7 @@ static void job_run(sk_pool_task *task) {
     sk_peer peer;
     sk_peer *was = sk__peer_bind(&peer);
     sk__peer_set_addr(&peer, (const struct sockaddr *)&job->peer, job->peer_len);
-    const char *reply = srv->service(job->request, srv->user);
+    const char *reply = srv->core.service(job->request, srv->core.user);
     if (reply) {
       /* Copied on this thread, before it runs user code again. */
       job->reply_len = strlen(reply);
@@ -515,8 +517,8 @@ static void job_run(sk_pool_task *task) {
         memcpy(job->reply, reply, job->reply_len + 1);
       else
         job->failed = true;
-      if (srv->reply_free)
-        srv->reply_free((void *)reply);
+      if (srv->core.reply_free)
+        srv->core.reply_free((void *)reply);
     }
     sk__peer_bind(was);
   }
@@ -565,7 +567,7 @@ static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len) {
   q->count++;
   io->tally.in++;
   io->tally.bytes_in += len;
-  sk__pool_submit(io->srv->pool, &job->task);
+  sk__pool_submit(io->srv->core.pool, &job->task);
   return true;
 }
 
@@ -630,7 +632,7 @@ static bool send_done_jobs(sk_tcp_io *io, int fd, sk_conn *c) {
 static int serve_buffer(sk_tcp_io *io, int fd, sk_conn *c, char *buf, size_t len, size_t room,
                         size_t *used) {
   sk_tcp_server *srv = io->srv;
-  if (!srv->pool)
+  if (!srv->core.pool)
     return sk__tcp_serve_all(srv, fd, buf, len, room, used, &io->out, &io->tally, &io->peer);
   /* Pool replies come back later: what bounds them is the in-flight
    * limit, so here `room` only says whether to hand out requests at all. */
@@ -642,7 +644,8 @@ static int serve_buffer(sk_tcp_io *io, int fd, sk_conn *c, char *buf, size_t len
       break;
     }
     sk_frame f;
-    rc = sk__frame_decode((int)srv->framing, buf + done, len - done, (size_t)srv->max_message, &f);
+    rc = sk__frame_decode((int)srv->framing, buf + done, len - done, (size_t)srv->core.max_message,
+                          &f);
     if (rc <= 0)
       break;
     if (!submit_job(io, fd, buf + done + f.offset, f.length)) {
@@ -767,7 +770,7 @@ static void on_readable(sk_tcp_io *io, int fd, sk_conn *c) {
  * the output makes it wait. */
 static void resume(sk_tcp_io *io, int fd, sk_conn *c) {
   sk_tcp_server *srv = io->srv;
-  if (srv->pool) {
+  if (srv->core.pool) {
     if (!send_done_jobs(io, fd, c))
       return;
     if ((c->flags & SK_CONN_JOB_PAUSED) && fifo_count(io, fd) < (uint32_t)srv->max_inflight)
@@ -901,7 +904,7 @@ static void add_connection(sk_tcp_io *io, int fd, const struct sockaddr_storage 
 static void accept_some(sk_tcp_io *io) {
   sk_tcp_server *srv = io->srv;
   /* The pool model keeps who each client is; the others ask when needed. */
-  bool keep_peer = srv->model == SK_MODEL_WORKER_POOL;
+  bool keep_peer = srv->core.model == SK_MODEL_WORKER_POOL;
   for (int i = 0; i < ACCEPT_BATCH; i++) {
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof peer;
@@ -925,9 +928,9 @@ static void accept_some(sk_tcp_io *io) {
       continue;
     }
     sk__tcp_count(srv, SK_STAT_CONNECTIONS_ACCEPTED, 1);
-    if (srv->model == SK_MODEL_THREAD_PER_CONNECTION)
+    if (srv->core.model == SK_MODEL_THREAD_PER_CONNECTION)
       sk__tcp_spawn_thread(srv, fd);
-    else if (srv->model == SK_MODEL_PROCESS_PER_CONNECTION)
+    else if (srv->core.model == SK_MODEL_PROCESS_PER_CONNECTION)
       sk__tcp_spawn_child(io, fd);
     else
       add_connection(io, fd, keep_peer ? &peer : NULL, peer_len);
@@ -1016,18 +1019,16 @@ static void dispatch(sk_tcp_io *io, struct epoll_event *events, int n, bool drai
  * and owed replies get the drain time to leave; then everything closes. */
 static void drain(sk_tcp_io *io, struct epoll_event *events) {
   sk_tcp_server *srv = io->srv;
-  sk__loop_del(&io->loop, srv->stopfd);
+  sk__loop_del(&io->loop, srv->core.stopfd);
   if (io->listen_fd >= 0) {
     sk__loop_del(&io->loop, io->listen_fd);
     /* A listener shared by several loops (UNIX) may still be in another
-     * loop's hands: it is closed by sk__tcp_io_free once all have ended. */
-    bool shared = srv->nio > 1 && !srv->io[srv->nio - 1].owns_listener;
-    if (!shared) {
+     * loop's hands: the core closes it once all have ended. */
+    if (io->owns_listener) {
       sk__close(io->listen_fd);
-      io->listen_fd = -1;
-    } else if (!io->owns_listener) {
-      io->listen_fd = -1;
+      srv->core.fds[io->index] = -1;
     }
+    io->listen_fd = -1;
   }
   for (int fd = 0; fd < io->conns.cap; fd++) {
     sk_conn *c = sk__conn_get(&io->conns, fd);
@@ -1038,7 +1039,7 @@ static void drain(sk_tcp_io *io, struct epoll_event *events) {
     if (settle(io, fd, c) && update_events(io, fd, c) != 0)
       reset_conn(io, fd, errno);
   }
-  int64_t deadline = sk__tcp_drain_deadline(srv);
+  int64_t deadline = sk__server_drain_deadline(&srv->core);
   for (;;) {
     if (io->nchildren)
       sk__tcp_reap_children(io, false);
@@ -1074,7 +1075,7 @@ int sk__tcp_io_run(sk_tcp_io *io) {
    * message may hold. */
   io->in_size = SK_TCP_READ_CHUNK;
   if (srv->framing == SK_FRAME_RAW)
-    io->in_size = (size_t)srv->max_message;
+    io->in_size = (size_t)srv->core.max_message;
   /* Mapped rather than taken from the heap: a buffer that lives as long
    * as the loop would sit among the small allocations of connections and
    * keep the heap from shrinking around them (bench/run measured 66 bytes
@@ -1086,24 +1087,21 @@ int sk__tcp_io_run(sk_tcp_io *io) {
   int rc = SK_OK;
   if (!io->in || !events) {
     rc = sk__fail(SK_ENOMEM, ENOMEM);
-    sk_tcp_server_stop(srv);
     goto done;
   }
   /* Shared listeners (UNIX) wake one loop per connection, not all. */
   uint32_t listen_events = EPOLLIN | (io->owns_listener ? 0 : EPOLLEXCLUSIVE);
-  if (sk__loop_add(&io->loop, srv->stopfd, EPOLLIN, STOP_TAG) != 0 ||
+  if (sk__loop_add(&io->loop, srv->core.stopfd, EPOLLIN, STOP_TAG) != 0 ||
       sk__loop_add(&io->loop, io->listen_fd, listen_events, LISTENER_TAG) != 0) {
     rc = sk__fail(SK_ESYS, errno);
-    sk_tcp_server_stop(srv);
     goto done;
   }
   sk_peer *was = sk__peer_bind(&io->peer);
-  while (!atomic_load_explicit(&srv->stop_requested, memory_order_relaxed)) {
+  while (!atomic_load_explicit(&srv->core.stop_requested, memory_order_relaxed)) {
     sk__loop_arm(&io->loop, next_timeout(io));
     int n = sk__loop_wait(&io->loop, events, EVENT_BATCH, -1);
     if (n < 0) {
       rc = sk__fail(SK_ESYS, errno);
-      sk_tcp_server_stop(srv);
       break;
     }
     dispatch(io, events, n, false);
@@ -1111,7 +1109,7 @@ int sk__tcp_io_run(sk_tcp_io *io) {
     resume_listener(io);
     if (io->nchildren && io->children[0].pidfd < 0)
       sk__tcp_reap_children(io, false);
-    if (srv->model == SK_MODEL_THREAD_PER_CONNECTION)
+    if (srv->core.model == SK_MODEL_THREAD_PER_CONNECTION)
       sk__tcp_join_threads(srv, -1);
   }
   drain(io, events);

@@ -14,6 +14,7 @@
 #include "internal.h"
 #include "loop.h"
 #include "pool.h"
+#include "server.h"
 
 /* Datagrams taken by one recvmmsg, and at most as many replies sent by one
  * sendmmsg: per-syscall cost dominates small datagrams. The receive slots
@@ -31,12 +32,6 @@
  * memory grow while the workers are busy. */
 #define QUEUE_MAX 1024
 
-enum udp_state { UDP_CREATED, UDP_LISTENING, UDP_RUNNING, UDP_DONE };
-
-/* Counters are indexed by sk_stat value; index 0 and the TCP-only counters
- * are unused (see sk_udp_server_stat). */
-#define UDP_STAT_COUNT (SK_STAT_DROPS_QUEUE_FULL + 1)
-
 /* Space for either kind of packet-info control message, aligned as the
  * control-message header must be. (A struct rather than a union with a
  * struct cmsghdr member: glibc's cmsghdr ends in a flexible array, which
@@ -51,11 +46,8 @@ typedef struct pktinfo_control {
 typedef struct udp_io {
   struct sk_udp_server *srv;
   int fd;
-  bool joinable; /* runs on a thread of ours that finish() must join */
-  pthread_t thread;
-  int rc, os_error; /* how the loop ended; read after the join */
-  char *bufs;       /* BATCH receive slots of max_message + 1 bytes */
-  char *arena;      /* event-loop model: copies of this batch's replies */
+  char *bufs;  /* BATCH receive slots of max_message + 1 bytes */
+  char *arena; /* event-loop model: copies of this batch's replies */
   size_t arena_used;
   unsigned nout;
   struct mmsghdr in[BATCH];
@@ -69,50 +61,14 @@ typedef struct udp_io {
 } udp_io;
 
 struct sk_udp_server {
-  sk_addr addr;
-  sk_service service;
-  void *user;
-  sk_reply_free reply_free;
-
-  /* Options, set through the udp_options table. */
-  long long max_message, reuseport, rcvbuf, sndbuf;
-  long long model, workers, io_threads, drain_timeout_ms;
-
-  int *fds; /* nfds bound sockets; -1 once closed */
-  int nfds;
-  int nio; /* I/O threads; fixed at listen */
-  int wakefd;
-  /* The socket file unlink_path removes. */
-  sk_unix_file unix_file;
-  bool pktinfo;     /* wildcard bind: choose each reply's source */
-  bool unlink_path; /* we created a UNIX socket file and remove it on destroy */
-  bool started;     /* sk_udp_server_start ran and finish() has not */
-  _Atomic int state;
-  atomic_bool stop_requested;
-
-  udp_io *io;
-  sk_pool *pool;
+  sk_server core;                 /* first: the core frees the struct */
+  bool pktinfo;                   /* wildcard bind: choose each reply's source */
+  udp_io *io;                     /* core.nio, during a run */
   atomic_int queued;              /* pool tasks not yet finished */
-  _Atomic int64_t drain_deadline; /* sk__clock_ms(); 0 while serving */
   _Atomic uint64_t drain_dropped; /* tasks skipped after the deadline */
-  /* A pool task still running past the drain time keeps the sockets open
-   * (its reply is discarded, but a closed number could be reused under
-   * it) and the memory alive; the last one frees the server if destroy
-   * came first. Under life_lock. */
-  pthread_mutex_t life_lock;
-  bool stragglers;
-  bool destroyed;
-
-  struct sockaddr_storage bound;
-  socklen_t bound_len;
-
   /* Drop logging is rate-limited so a flood of bad datagrams cannot turn
-   * into a flood of log lines; the counters still see every drop. Several
-   * threads log, so the window is kept in atomics (a race at the turn of a
-   * second only lets a line more or less through). */
+   * into a flood of log lines; the counters still see every drop. */
   sk_log_limit drop_log;
-
-  _Atomic uint64_t stats[UDP_STAT_COUNT];
 };
 
 /* A request handed to the worker pool, with all it needs to be answered:
@@ -130,7 +86,7 @@ typedef struct udp_task {
 } udp_task;
 
 static void count(sk_udp_server *srv, int stat, uint64_t n) {
-  atomic_fetch_add_explicit(&srv->stats[stat], n, memory_order_relaxed);
+  sk__server_count(&srv->core, stat, n);
 }
 
 static void log_drop(sk_udp_server *srv, const struct sockaddr *from, socklen_t len,
@@ -147,42 +103,49 @@ static void log_drop(sk_udp_server *srv, const struct sockaddr *from, socklen_t 
           allowed == 2 ? " (further drops this second not logged)" : "");
 }
 
+static int udp_bound(sk_server *core, int fd, int index);
+static void udp_listening(sk_server *core, const char *address);
+static int udp_begin(sk_server *core);
+static int udp_serve(sk_server *core, int index);
+static void udp_settle(sk_server *core, int64_t deadline);
+static void udp_end(sk_server *core);
+
+static const sk_server_ops udp_ops = {
+    .name = "udp",
+    .socktype = SOCK_DGRAM,
+    .bound = udp_bound,
+    .listening = udp_listening,
+    .begin = udp_begin,
+    .serve = udp_serve,
+    .settle = udp_settle,
+    .end = udp_end,
+};
+
 int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service service, void *user) {
   if (!out)
     return sk__fail(SK_EINVAL, 0);
   *out = NULL;
   if (!address || !service)
     return sk__fail(SK_EINVAL, 0);
-  sk_addr addr;
-  int rc = sk__addr_parse(&addr, address);
-  if (rc != 0)
-    return sk__fail(rc, 0);
-
   sk_udp_server *srv = calloc(1, sizeof *srv);
   if (!srv)
     return sk__fail(SK_ENOMEM, ENOMEM);
-  srv->addr = addr;
-  srv->service = service;
-  srv->user = user;
-  srv->max_message = SK__UDP_MAX_PAYLOAD;
-  srv->model = SK_MODEL_EVENT_LOOP;
-  srv->io_threads = 1;
-  srv->drain_timeout_ms = 5000;
-  pthread_mutex_init(&srv->life_lock, NULL);
-  srv->wakefd = sk__wakefd_open();
-  if (srv->wakefd < 0) {
-    rc = sk__fail(SK_ESYS, errno);
-    pthread_mutex_destroy(&srv->life_lock);
+  int rc = sk__server_init(&srv->core, &udp_ops, address, service, user);
+  if (rc != SK_OK) {
     free(srv);
     return rc;
   }
+  srv->core.max_message = SK__UDP_MAX_PAYLOAD;
+  srv->core.model = SK_MODEL_EVENT_LOOP;
+  srv->core.io_threads = 1;
+  srv->core.drain_timeout_ms = 5000;
   *out = srv;
   return SK_OK;
 }
 
 /* The options that apply to UDP. */
 #define OPT(name, field, lo, hi)                                                                   \
-  { name, offsetof(sk_udp_server, field), lo, hi }
+  { name, offsetof(sk_udp_server, core.field), lo, hi }
 static const sk_option_def udp_options[] = {
     OPT(SK_OPT_MAX_MESSAGE, max_message, 1, SK__UDP_MAX_PAYLOAD),
     OPT(SK_OPT_REUSEPORT, reuseport, 0, 1),
@@ -200,7 +163,7 @@ int sk_udp_server_set(sk_udp_server *srv, int option, long long value) {
   if (!srv)
     return sk__fail(SK_EINVAL, 0);
   return sk__option_set(srv, udp_options, SK__COUNT(udp_options), option, value,
-                        srv->state == UDP_CREATED);
+                        srv->core.state == SK_SERVER_CREATED);
 }
 
 int sk_udp_server_get(const sk_udp_server *srv, int option, long long *value) {
@@ -212,117 +175,51 @@ int sk_udp_server_get(const sk_udp_server *srv, int option, long long *value) {
 int sk_udp_server_set_reply_free(sk_udp_server *srv, sk_reply_free fn) {
   if (!srv)
     return sk__fail(SK_EINVAL, 0);
-  if (srv->state != UDP_CREATED)
-    return sk__fail(SK_ESTATE, 0);
-  srv->reply_free = fn;
-  return SK_OK;
+  return sk__server_set_reply_free(&srv->core, fn);
 }
 
-static void close_sockets(sk_udp_server *srv) {
-  for (int i = 0; i < srv->nfds; i++) {
-    sk__close(srv->fds[i]);
-    srv->fds[i] = -1;
-  }
-}
-
-static int enable_pktinfo(int fd, int family) {
+/* Each socket of the set: with a wildcard address, ask for the packet
+ * info that tells each reply its source. */
+static int udp_bound(sk_server *core, int fd, int index) {
+  sk_udp_server *srv = (sk_udp_server *)core;
+  if (index == 0)
+    srv->pktinfo = sk__addr_is_wildcard(&core->addr.ss);
+  if (!srv->pktinfo)
+    return SK_OK;
   /* A dual-stack socket receives IPv4 datagrams with IP_PKTINFO and IPv6
    * ones with IPV6_PKTINFO, so ask for both. */
   int on = 1;
   if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on) != 0 ||
-      (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on) != 0))
+      (core->addr.ss.ss_family == AF_INET6 &&
+       setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on) != 0))
     return sk__fail(SK_ESOCKET, errno);
   return SK_OK;
 }
 
-/* Bind one socket per I/O thread, all on the port the first one got, so
- * that SO_REUSEPORT spreads senders over the threads (one sender always
- * lands on the same socket, so its datagrams are served in order). A UNIX
- * path cannot be bound twice: there, one socket is shared by every I/O
- * thread, and datagrams of one sender may be served out of order. */
-static int open_sockets(sk_udp_server *srv) {
-  int nio = srv->io_threads ? (int)srv->io_threads : sk__cpu_count();
-  int nfds = srv->addr.ss.ss_family == AF_UNIX ? 1 : nio;
-  srv->fds = malloc((size_t)nfds * sizeof *srv->fds);
-  if (!srv->fds)
-    return sk__fail(SK_ENOMEM, ENOMEM);
-  for (int i = 0; i < nfds; i++)
-    srv->fds[i] = -1;
-  srv->nfds = nfds;
-  srv->nio = nio;
-
-  sk_bind_options opts = {.reuseport = srv->reuseport != 0 || nfds > 1,
-                          .rcvbuf = (int)srv->rcvbuf,
-                          .sndbuf = (int)srv->sndbuf};
-  int rc = SK_OK;
-  for (int i = 0; i < nfds && rc == SK_OK; i++) {
-    /* The first bind picks the port (and may fall back to IPv4 any); the
-     * others bind to the address it got. */
-    sk_addr again = srv->addr;
-    if (i > 0) {
-      memcpy(&again.ss, &srv->bound, srv->bound_len);
-      again.len = srv->bound_len;
-    }
-    int fd = sk__bind_socket(i == 0 ? &srv->addr : &again, SOCK_DGRAM, &opts);
-    if (fd < 0) {
-      rc = fd;
-      break;
-    }
-    srv->fds[i] = fd;
-    if (i == 0) {
-      srv->pktinfo = sk__addr_is_wildcard(&srv->addr.ss);
-      srv->unlink_path = sk__unix_file_record(&srv->addr, &srv->unix_file);
-      srv->bound_len = sizeof srv->bound;
-      if (getsockname(fd, (struct sockaddr *)&srv->bound, &srv->bound_len) != 0)
-        rc = sk__fail(SK_ESOCKET, errno);
-    }
-    if (rc == SK_OK && srv->pktinfo)
-      rc = enable_pktinfo(fd, srv->addr.ss.ss_family);
-  }
-  if (rc != SK_OK) {
-    close_sockets(srv);
-    free(srv->fds);
-    srv->fds = NULL;
-    srv->nfds = 0;
-    srv->bound_len = 0;
-  }
-  return rc;
+static void udp_listening(sk_server *core, const char *address) {
+  sk__log(SK_LOG_INFO, "udp: listening on %s (%d socket%s)", address, core->nfds,
+          core->nfds == 1 ? "" : "s");
 }
 
+/* A UNIX path cannot be bound twice: there one socket is shared by every
+ * I/O thread, and datagrams of one sender may be served out of order.
+ * Elsewhere SO_REUSEPORT keeps one sender on one socket, in order. */
 int sk_udp_server_listen(sk_udp_server *srv) {
   if (!srv)
     return sk__fail(SK_EINVAL, 0);
-  if (srv->state != UDP_CREATED || atomic_load(&srv->stop_requested))
-    return sk__fail(SK_ESTATE, 0);
-  int rc = open_sockets(srv);
-  if (rc != SK_OK)
-    return rc;
-  srv->state = UDP_LISTENING;
-  if (sk__log_enabled(SK_LOG_INFO)) {
-    char text[SK__ADDR_TEXT_MAX];
-    if (sk__addr_format((struct sockaddr *)&srv->bound, srv->bound_len, text, sizeof text) == 0)
-      sk__log(SK_LOG_INFO, "udp: listening on %s (%d socket%s)", text, srv->nfds,
-              srv->nfds == 1 ? "" : "s");
-  }
-  return SK_OK;
+  return sk__server_listen(&srv->core);
 }
 
 int sk_udp_server_port(const sk_udp_server *srv, int *port) {
   if (!srv || !port)
     return sk__fail(SK_EINVAL, 0);
-  if (srv->state == UDP_CREATED)
-    return sk__fail(SK_ESTATE, 0);
-  *port = sk__addr_port((const struct sockaddr *)&srv->bound);
-  return SK_OK;
+  return sk__server_port(&srv->core, port);
 }
 
 int sk_udp_server_address(const sk_udp_server *srv, char *buf, size_t size) {
   if (!srv || !buf)
     return sk__fail(SK_EINVAL, 0);
-  if (srv->state == UDP_CREATED)
-    return sk__fail(SK_ESTATE, 0);
-  int rc = sk__addr_format((const struct sockaddr *)&srv->bound, srv->bound_len, buf, size);
-  return rc == SK_OK ? SK_OK : sk__fail(rc, 0);
+  return sk__server_address(&srv->core, buf, size);
 }
 
 /* Turn the packet info recorded on receipt into the source of the reply,
@@ -474,8 +371,8 @@ static void queue_reply(udp_io *io, const struct msghdr *in, const char *reply) 
 }
 
 static void release_reply(sk_udp_server *srv, const char *reply) {
-  if (reply && srv->reply_free)
-    srv->reply_free((void *)reply);
+  if (reply && srv->core.reply_free)
+    srv->core.reply_free((void *)reply);
 }
 
 /* Worker pool: run the service and answer, unless stop's drain timeout
@@ -483,7 +380,7 @@ static void release_reply(sk_udp_server *srv, const char *reply) {
 static void run_task(sk_pool_task *task) {
   udp_task *t = (udp_task *)task;
   sk_udp_server *srv = t->srv;
-  int64_t deadline = atomic_load(&srv->drain_deadline);
+  int64_t deadline = atomic_load(&srv->core.drain_deadline);
   if (deadline != 0 && sk__clock_ms() >= deadline) {
     atomic_fetch_add(&srv->drain_dropped, 1);
   } else {
@@ -494,10 +391,10 @@ static void run_task(sk_pool_task *task) {
     sk_peer peer;
     sk_peer *was = sk__peer_bind(&peer);
     sk__peer_set_addr(&peer, from, t->from_len);
-    const char *reply = srv->service(t->request, srv->user);
+    const char *reply = srv->core.service(t->request, srv->core.user);
     sk__peer_bind(was);
     /* A service that outlasted the drain time: its reply is discarded. */
-    deadline = atomic_load(&srv->drain_deadline);
+    deadline = atomic_load(&srv->core.drain_deadline);
     bool late = deadline != 0 && sk__clock_ms() >= deadline;
     if (late)
       atomic_fetch_add(&srv->drain_dropped, 1);
@@ -538,7 +435,7 @@ static void dispatch(udp_io *io, const struct msghdr *in, size_t len) {
   t->from_len = in->msg_namelen;
   t->control_len = srv->pktinfo ? reply_control(in, &t->control) : 0;
   memcpy(t->request, in->msg_iov->iov_base, len + 1);
-  sk__pool_submit(srv->pool, &t->task);
+  sk__pool_submit(srv->core.pool, &t->task);
 }
 
 /* Check a received datagram and make it a NUL-terminated request; false if
@@ -570,7 +467,7 @@ static bool accept_request(sk_udp_server *srv, struct msghdr *m, size_t len) {
  * not transient. */
 static int serve_ready(udp_io *io) {
   sk_udp_server *srv = io->srv;
-  while (!atomic_load(&srv->stop_requested)) {
+  while (!atomic_load(&srv->core.stop_requested)) {
     for (int i = 0; i < BATCH; i++) {
       io->in[i].msg_hdr.msg_namelen = sizeof io->from[i];
       io->in[i].msg_hdr.msg_controllen = srv->pktinfo ? sizeof io->in_control[i].buf : 0;
@@ -589,19 +486,19 @@ static int serve_ready(udp_io *io) {
     }
     /* A stop between two requests leaves the rest of the batch unserved,
      * as datagrams still queued in the socket are. */
-    for (int i = 0; i < n && !atomic_load(&srv->stop_requested); i++) {
+    for (int i = 0; i < n && !atomic_load(&srv->core.stop_requested); i++) {
       struct msghdr *m = &io->in[i].msg_hdr;
       size_t len = io->in[i].msg_len;
       if (!accept_request(srv, m, len))
         continue;
-      if (srv->pool) {
+      if (srv->core.pool) {
         dispatch(io, m, len);
         continue;
       }
       count(srv, SK_STAT_MESSAGES_IN, 1);
       count(srv, SK_STAT_BYTES_IN, len);
       sk__peer_set_addr(&io->peer, m->msg_name, m->msg_namelen);
-      const char *reply = srv->service(m->msg_iov->iov_base, srv->user);
+      const char *reply = srv->core.service(m->msg_iov->iov_base, srv->core.user);
       sk__peer_clear(&io->peer);
       if (reply)
         queue_reply(io, m, reply);
@@ -614,18 +511,16 @@ static int serve_ready(udp_io *io) {
   return SK_OK;
 }
 
-/* One I/O thread: wait on its socket and on the wake-up descriptor. The
- * eventfd is never read: stop is sticky, so once it was signalled every
- * thread sees it readable and leaves. A thread that fails stops the whole
- * server, so that run returns the error instead of serving on fewer
- * threads. */
-static void *io_loop(void *arg) {
-  udp_io *io = arg;
-  sk_udp_server *srv = io->srv;
-  struct pollfd fds[2] = {{.fd = io->fd, .events = POLLIN}, {.fd = srv->wakefd, .events = POLLIN}};
+/* One I/O thread: wait on its socket and on the stop descriptor. That
+ * descriptor is never read: stop is sticky, so once it was signalled every
+ * thread sees it readable and leaves. */
+static int udp_serve(sk_server *core, int index) {
+  sk_udp_server *srv = (sk_udp_server *)core;
+  udp_io *io = &srv->io[index];
+  struct pollfd fds[2] = {{.fd = io->fd, .events = POLLIN}, {.fd = core->stopfd, .events = POLLIN}};
   int rc = SK_OK;
   sk_peer *was = sk__peer_bind(&io->peer);
-  while (rc == SK_OK && !atomic_load(&srv->stop_requested)) {
+  while (rc == SK_OK && !atomic_load(&core->stop_requested)) {
     if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR)
         continue;
@@ -636,97 +531,26 @@ static void *io_loop(void *arg) {
       rc = serve_ready(io);
   }
   sk__peer_bind(was);
-  if (rc != SK_OK) {
-    io->os_error = sk_last_os_error();
-    sk_udp_server_stop(srv);
-  }
-  io->rc = rc;
-  return NULL;
+  return rc;
 }
 
-static void pool_ended(void *arg);
-
-/* End a run: join the I/O threads, let the pool finish its queue within
- * the drain timeout, close the sockets and free the run's buffers. The
- * timeout bounds the wait for queued requests: those still queued when it
- * passes are dropped without running the service, but a service call
- * already running is waited for however long it takes. Returns the first
- * error of an I/O thread, or SK_OK. */
-static int finish(sk_udp_server *srv) {
-  int rc = SK_OK, os_error = 0;
-  for (int i = 0; srv->io && i < srv->nio; i++) {
-    udp_io *io = &srv->io[i];
-    if (io->joinable)
-      pthread_join(io->thread, NULL);
-    io->joinable = false;
-    if (rc == SK_OK && io->rc != SK_OK) {
-      rc = io->rc;
-      os_error = io->os_error;
-    }
-    free(io->bufs); /* tasks of the pool hold copies */
-    free(io->arena);
-  }
-  bool stragglers = false;
-  if (srv->pool) {
-    int64_t deadline = sk__clock_ms() + srv->drain_timeout_ms;
-    atomic_store(&srv->drain_deadline, deadline);
-    sk__log(SK_LOG_INFO, "udp: draining %d queued requests for up to %lld ms",
-            atomic_load(&srv->queued), srv->drain_timeout_ms);
-    /* A service call still running after the drain time is left to end on
-     * its own: run must return, and never joins it without bound. */
-    /* Marked before the close: a pool left to its stragglers may end, and
-     * call pool_ended, before sk__pool_close has even returned. */
-    pthread_mutex_lock(&srv->life_lock);
-    srv->stragglers = true;
-    pthread_mutex_unlock(&srv->life_lock);
-    stragglers = !sk__pool_close(srv->pool, deadline, pool_ended, srv);
-    if (!stragglers) {
-      pthread_mutex_lock(&srv->life_lock);
-      srv->stragglers = false;
-      pthread_mutex_unlock(&srv->life_lock);
-    }
-    srv->pool = NULL;
-    uint64_t dropped = atomic_load(&srv->drain_dropped);
-    if (dropped)
-      sk__log(SK_LOG_WARN, "udp: %llu queued requests dropped: the drain timeout passed",
-              (unsigned long long)dropped);
-  }
-  /* Close now so that datagrams stop queueing for a server that is done;
-   * the bound address stays readable. */
-  if (!stragglers)
-    close_sockets(srv);
-  free(srv->io);
-  srv->io = NULL;
-  srv->started = false;
-  srv->state = UDP_DONE;
-  sk__log(SK_LOG_INFO, "udp: stopped");
-  return rc == SK_OK ? SK_OK : sk__fail(rc, os_error);
-}
-
-/* Everything a run needs, allocated up front so that serving never
- * allocates (but for pool tasks): per-thread batch buffers and the pool. */
-static int begin(sk_udp_server *srv) {
-  if (srv->state == UDP_RUNNING || srv->state == UDP_DONE || atomic_load(&srv->stop_requested))
-    return sk__fail(SK_ESTATE, 0);
-  if (srv->state == UDP_CREATED) {
-    int rc = sk_udp_server_listen(srv);
-    if (rc != SK_OK)
-      return rc;
-  }
-  srv->state = UDP_RUNNING;
-  size_t slot = (size_t)srv->max_message + 1; /* + the NUL that ends the request */
-  srv->io = calloc((size_t)srv->nio, sizeof *srv->io);
+/* Per-thread batch buffers, allocated up front so that serving never
+ * allocates (but for pool tasks). */
+static int udp_begin(sk_server *core) {
+  sk_udp_server *srv = (sk_udp_server *)core;
+  size_t slot = (size_t)core->max_message + 1; /* + the NUL that ends the request */
+  srv->io = calloc((size_t)core->nio, sizeof *srv->io);
   if (!srv->io)
-    goto nomem;
-  for (int i = 0; i < srv->nio; i++) {
+    return sk__fail(SK_ENOMEM, ENOMEM);
+  for (int i = 0; i < core->nio; i++) {
     udp_io *io = &srv->io[i];
     io->srv = srv;
-    io->fd = srv->fds[i % srv->nfds];
+    io->fd = core->fds[i % core->nfds];
     io->bufs = malloc(BATCH * slot);
     if (!io->bufs)
-      goto nomem;
-    if (srv->model == SK_MODEL_EVENT_LOOP && !(io->arena = malloc(ARENA_SIZE)))
-      goto nomem;
+      return sk__fail(SK_ENOMEM, ENOMEM);
+    if (core->model == SK_MODEL_EVENT_LOOP && !(io->arena = malloc(ARENA_SIZE)))
+      return sk__fail(SK_ENOMEM, ENOMEM);
     for (int k = 0; k < BATCH; k++) {
       io->in_iov[k] = (struct iovec){.iov_base = io->bufs + k * slot, .iov_len = slot - 1};
       io->in[k].msg_hdr =
@@ -736,68 +560,53 @@ static int begin(sk_udp_server *srv) {
                           .msg_control = srv->pktinfo ? io->in_control[k].buf : NULL};
     }
   }
-  if (srv->model == SK_MODEL_WORKER_POOL) {
-    int workers = srv->workers ? (int)srv->workers : sk__cpu_count();
-    int rc = sk__pool_create(&srv->pool, workers);
-    if (rc != SK_OK) {
-      finish(srv);
-      return rc;
-    }
-  }
   return SK_OK;
-nomem:
-  finish(srv);
-  return sk__fail(SK_ENOMEM, ENOMEM);
 }
 
-/* Start I/O threads first..nio-1 on threads of ours. On failure the server
- * is told to stop; finish() joins those already started. */
-static int spawn(sk_udp_server *srv, int first) {
-  for (int i = first; i < srv->nio; i++) {
-    int err = sk__thread_start(&srv->io[i].thread, io_loop, &srv->io[i]);
-    if (err != 0) {
-      sk_udp_server_stop(srv);
-      return sk__fail(SK_ESYS, err);
-    }
-    srv->io[i].joinable = true;
+static void udp_end(sk_server *core) {
+  sk_udp_server *srv = (sk_udp_server *)core;
+  for (int i = 0; srv->io && i < core->nio; i++) {
+    free(srv->io[i].bufs);
+    free(srv->io[i].arena);
   }
-  return SK_OK;
+  free(srv->io);
+  srv->io = NULL;
+}
+
+/* The I/O threads have ended: the pool finishes its queue within the drain
+ * time. Requests still queued when it passes are dropped without running
+ * the service; a service call already running is left to end on its own
+ * (it holds the server, and the sockets, until it has). */
+static void udp_settle(sk_server *core, int64_t deadline) {
+  sk_udp_server *srv = (sk_udp_server *)core;
+  udp_end(core); /* tasks of the pool hold copies of their requests */
+  if (!core->pool)
+    return;
+  sk__log(SK_LOG_INFO, "udp: draining %d queued requests for up to %lld ms",
+          atomic_load(&srv->queued), core->drain_timeout_ms);
+  sk__server_close_pool(core, deadline);
+  uint64_t dropped = atomic_load(&srv->drain_dropped);
+  if (dropped)
+    sk__log(SK_LOG_WARN, "udp: %llu queued requests dropped: the drain timeout passed",
+            (unsigned long long)dropped);
 }
 
 int sk_udp_server_run(sk_udp_server *srv) {
   if (!srv)
     return sk__fail(SK_EINVAL, 0);
-  int rc = begin(srv);
-  if (rc != SK_OK)
-    return rc;
-  /* The calling thread is I/O thread 0. */
-  int spawned = spawn(srv, 1);
-  if (spawned == SK_OK)
-    io_loop(&srv->io[0]);
-  rc = finish(srv);
-  return spawned != SK_OK ? spawned : rc;
+  return sk__server_run(&srv->core);
 }
 
 int sk_udp_server_start(sk_udp_server *srv) {
   if (!srv)
     return sk__fail(SK_EINVAL, 0);
-  int rc = begin(srv);
-  if (rc != SK_OK)
-    return rc;
-  srv->started = true;
-  rc = spawn(srv, 0);
-  if (rc != SK_OK)
-    finish(srv);
-  return rc;
+  return sk__server_start(&srv->core);
 }
 
 int sk_udp_server_stop(sk_udp_server *srv) {
   if (!srv)
     return sk__fail(SK_EINVAL, 0);
-  /* Only a lock-free atomic store and write(2): both async-signal-safe. */
-  atomic_store(&srv->stop_requested, true);
-  sk__wake(srv->wakefd);
-  return SK_OK;
+  return sk__server_stop(&srv->core);
 }
 
 /* The TCP connection counters are SK_EINVAL here rather than a constant 0,
@@ -810,44 +619,11 @@ static bool udp_stat(int stat) {
 int sk_udp_server_stat(const sk_udp_server *srv, int stat, uint64_t *out) {
   if (!srv || !out || !udp_stat(stat))
     return sk__fail(SK_EINVAL, 0);
-  *out = atomic_load_explicit(&((sk_udp_server *)srv)->stats[stat], memory_order_relaxed);
+  *out = atomic_load_explicit(&srv->core.stats[stat], memory_order_relaxed);
   return SK_OK;
 }
 
-static void free_server(sk_udp_server *srv) {
-  close_sockets(srv);
-  free(srv->fds);
-  sk__close(srv->wakefd);
-  pthread_mutex_destroy(&srv->life_lock);
-  free(srv);
-}
-
-/* The last pool task that outlasted the drain time has ended. */
-static void pool_ended(void *arg) {
-  sk_udp_server *srv = arg;
-  pthread_mutex_lock(&srv->life_lock);
-  srv->stragglers = false;
-  bool destroyed = srv->destroyed;
-  pthread_mutex_unlock(&srv->life_lock);
-  if (destroyed)
-    free_server(srv);
-}
-
 void sk_udp_server_destroy(sk_udp_server *srv) {
-  if (!srv)
-    return;
-  if (srv->started) {
-    /* Started and not finished: stop and join the threads of the run. */
-    sk_udp_server_stop(srv);
-    finish(srv);
-  }
-  if (srv->unlink_path)
-    sk__unlink_unix_path(&srv->addr, &srv->unix_file);
-  srv->unlink_path = false;
-  pthread_mutex_lock(&srv->life_lock);
-  srv->destroyed = true;
-  bool later = srv->stragglers; /* the last straggler frees it */
-  pthread_mutex_unlock(&srv->life_lock);
-  if (!later)
-    free_server(srv);
+  if (srv)
+    sk__server_destroy(&srv->core);
 }

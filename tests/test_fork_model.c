@@ -164,7 +164,7 @@ START_TEST(test_stop_in_child_writes_no_file) {
   snprintf(stop_file, sizeof stop_file, "%s/service-file", dir);
   sk_tcp_server *srv = new_server(SK_MODEL_PROCESS_PER_CONNECTION, stop_then_echo);
   stop_target = srv;
-  old_stopfd = srv->stopfd;
+  old_stopfd = srv->core.stopfd;
   sk_test_proc p;
   ck_assert_int_eq(sk_test_proc_start(&p, srv), SK_OK);
 

@@ -570,10 +570,10 @@ START_TEST(test_wildcard_listeners_all_dual_stack) {
   ck_assert_int_eq(sk_tcp_server_listen(srv), SK_OK);
   /* With net.ipv6.bindv6only=1 a listener without IPV6_V6ONLY=0 would
    * take no IPv4 client: every one must have it off, not only the first. */
-  for (int i = 0; i < srv->nio; i++) {
+  for (int i = 0; i < srv->core.nfds; i++) {
     int v6only = -1;
     socklen_t len = sizeof v6only;
-    ck_assert_int_eq(getsockopt(srv->io[i].listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len), 0);
+    ck_assert_int_eq(getsockopt(srv->core.fds[i], IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len), 0);
     ck_assert_msg(v6only == 0, "listener %d is IPv6-only", i);
   }
   sk_tcp_server_destroy(srv);

@@ -611,13 +611,18 @@ static struct rlimit no_more_descriptors(void) {
 }
 
 /* Out of descriptors: create reports SK_ESYS (no wake-up descriptor),
- * listen SK_ESYS (no event loop), with the OS error; nothing is leaked and
- * the same calls work once descriptors are back. */
+ * listen SK_ESOCKET (no socket), with the OS error; nothing is leaked and
+ * the same calls work once descriptors are back. A server that listened
+ * before holds every descriptor it needs: it runs all the same. */
 START_TEST(test_out_of_descriptors_is_esys) {
   int before = sk_test_fd_count();
-  sk_tcp_server *ready;
+  sk_tcp_server *ready, *listening;
   ck_assert_int_eq(sk_tcp_server_create(&ready, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_create(&listening, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(listening, SK_OPT_IO_THREADS, 2), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_listen(listening), SK_OK);
   struct rlimit old = no_more_descriptors();
+  int start_rc = sk_tcp_server_start(listening);
   sk_tcp_server *srv = (sk_tcp_server *)1;
   int create_rc = sk_tcp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL);
   int create_err = sk_last_os_error();
@@ -626,10 +631,13 @@ START_TEST(test_out_of_descriptors_is_esys) {
   sk_udp_server *usrv = (sk_udp_server *)1;
   int udp_rc = sk_udp_server_create(&usrv, "127.0.0.1:0", sk_test_echo, NULL);
   ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  ck_assert_int_eq(start_rc, SK_OK);
+  ck_assert_int_eq(sk_tcp_server_stop(listening), SK_OK);
+  sk_tcp_server_destroy(listening);
   ck_assert_int_eq(create_rc, SK_ESYS);
   ck_assert_int_eq(create_err, EMFILE);
   ck_assert_ptr_null(srv);
-  ck_assert_int_eq(listen_rc, SK_ESYS);
+  ck_assert_int_eq(listen_rc, SK_ESOCKET);
   ck_assert_int_eq(listen_err, EMFILE);
   ck_assert_int_eq(udp_rc, SK_ESYS);
   ck_assert_ptr_null(usrv);

@@ -1,0 +1,331 @@
+/* server.c -- the server core: lifecycle, listener set, I/O threads, stop,
+ * drain and lifetime, shared by the TCP and UDP servers. */
+#include "server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define STATS_SIZE (SK_SERVER_STAT_COUNT * sizeof(_Atomic uint64_t))
+
+int sk__server_init(sk_server *s, const sk_server_ops *ops, const char *address, sk_service service,
+                    void *user) {
+  int rc = sk__addr_parse(&s->addr, address);
+  if (rc != 0)
+    return sk__fail(rc, 0);
+  s->ops = ops;
+  s->service = service;
+  s->user = user;
+  s->stopfd = -1;
+  s->stats = mmap(NULL, STATS_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (s->stats == MAP_FAILED)
+    return sk__fail(SK_ENOMEM, errno);
+  s->stopfd = sk__wakefd_open();
+  if (s->stopfd < 0) {
+    rc = sk__fail(SK_ESYS, errno);
+    munmap(s->stats, STATS_SIZE);
+    return rc;
+  }
+  pthread_mutex_init(&s->life_lock, NULL);
+  return SK_OK;
+}
+
+static void close_listeners(sk_server *s) {
+  for (int i = 0; i < s->nfds; i++) {
+    sk__close(s->fds[i]);
+    s->fds[i] = -1;
+  }
+}
+
+/* Undo what the transport allocated at listen for the run. */
+static void end_run(sk_server *s) {
+  s->ops->end(s);
+  free(s->threads);
+  s->threads = NULL;
+}
+
+int sk__server_listen(sk_server *s) {
+  if (s->state != SK_SERVER_CREATED || atomic_load(&s->stop_requested))
+    return sk__fail(SK_ESTATE, 0);
+  int nio = s->io_threads ? (int)s->io_threads : sk__cpu_count();
+  bool unix_socket = s->addr.ss.ss_family == AF_UNIX;
+  int nfds = unix_socket ? 1 : nio;
+  s->fds = malloc((size_t)nfds * sizeof *s->fds);
+  if (!s->fds)
+    return sk__fail(SK_ENOMEM, ENOMEM);
+  for (int i = 0; i < nfds; i++)
+    s->fds[i] = -1;
+  s->nfds = nfds;
+  s->nio = nio;
+  sk_bind_options opts = {.reuseport = s->reuseport != 0 || nfds > 1,
+                          .rcvbuf = (int)s->rcvbuf,
+                          .sndbuf = (int)s->sndbuf};
+  int rc = SK_OK;
+  for (int i = 0; i < nfds; i++) {
+    sk_addr a = s->addr;
+    if (i > 0) {
+      /* With port 0 the first socket picked the port: the others take it.
+       * Still the wildcard form: dual-stack (IPV6_V6ONLY off) on every
+       * socket, whatever net.ipv6.bindv6only says. */
+      a.ss = s->bound;
+      a.len = s->bound_len;
+    }
+    int fd = sk__bind_socket(&a, s->ops->socktype, &opts);
+    if (fd < 0) {
+      rc = fd;
+      goto fail;
+    }
+    s->fds[i] = fd;
+    if (i == 0) {
+      s->addr = a; /* keeps an IPv4 fallback of the wildcard form */
+      s->unlink_path = sk__unix_file_record(&a, &s->unix_file);
+      s->bound_len = sizeof s->bound;
+      if (getsockname(fd, (struct sockaddr *)&s->bound, &s->bound_len) != 0) {
+        rc = sk__fail(SK_ESOCKET, errno);
+        goto fail;
+      }
+    }
+    if ((rc = s->ops->bound(s, fd, i)) != SK_OK)
+      goto fail;
+  }
+  /* Everything a run needs but its threads is made now, so that a run
+   * cannot fail for want of descriptors once listen has succeeded. */
+  s->threads = calloc((size_t)s->nio, sizeof *s->threads);
+  if (!s->threads) {
+    rc = sk__fail(SK_ENOMEM, ENOMEM);
+    goto fail;
+  }
+  for (int i = 0; i < s->nio; i++)
+    s->threads[i] = (sk_server_thread){.server = s, .index = i};
+  if ((rc = s->ops->begin(s)) != SK_OK)
+    goto fail;
+  s->state = SK_SERVER_LISTENING;
+  if (sk__log_enabled(SK_LOG_INFO)) {
+    char text[SK__ADDR_TEXT_MAX];
+    if (sk__addr_format((struct sockaddr *)&s->bound, s->bound_len, text, sizeof text) == 0)
+      s->ops->listening(s, text);
+  }
+  return SK_OK;
+fail:
+  if (s->threads) {
+    int os_error = sk_last_os_error();
+    end_run(s);
+    sk__fail(rc, os_error);
+  }
+  close_listeners(s);
+  free(s->fds);
+  s->fds = NULL;
+  s->nfds = 0;
+  s->bound_len = 0;
+  if (s->unlink_path)
+    sk__unlink_unix_path(&s->addr, &s->unix_file);
+  s->unlink_path = false;
+  return rc;
+}
+
+int sk__server_port(const sk_server *s, int *port) {
+  if (s->state == SK_SERVER_CREATED)
+    return sk__fail(SK_ESTATE, 0);
+  *port = sk__addr_port((const struct sockaddr *)&s->bound);
+  return SK_OK;
+}
+
+int sk__server_address(const sk_server *s, char *buf, size_t size) {
+  if (s->state == SK_SERVER_CREATED)
+    return sk__fail(SK_ESTATE, 0);
+  int rc = sk__addr_format((const struct sockaddr *)&s->bound, s->bound_len, buf, size);
+  return rc == SK_OK ? SK_OK : sk__fail(rc, 0);
+}
+
+int sk__server_set_reply_free(sk_server *s, sk_reply_free fn) {
+  if (s->state != SK_SERVER_CREATED)
+    return sk__fail(SK_ESTATE, 0);
+  s->reply_free = fn;
+  return SK_OK;
+}
+
+/* ---- running ---------------------------------------------------------- */
+
+static void *io_main(void *arg) {
+  sk_server_thread *t = arg;
+  sk_server *s = t->server;
+  t->rc = s->ops->serve(s, t->index);
+  if (t->rc != SK_OK) {
+    /* One I/O thread failing stops them all, so that run returns the
+     * error instead of serving on fewer threads. */
+    t->os_error = sk_last_os_error();
+    sk__server_stop(s);
+  }
+  return NULL;
+}
+
+/* Everything run and start share: state checks, listening, the pool. */
+static int begin(sk_server *s) {
+  if (s->state == SK_SERVER_RUNNING || s->state == SK_SERVER_DONE ||
+      atomic_load(&s->stop_requested))
+    return sk__fail(SK_ESTATE, 0);
+  if (s->state == SK_SERVER_CREATED) {
+    int rc = sk__server_listen(s);
+    if (rc != SK_OK)
+      return rc;
+  }
+  if (s->model == SK_MODEL_WORKER_POOL) {
+    int workers = s->workers ? (int)s->workers : sk__cpu_count();
+    int rc = sk__pool_create(&s->pool, workers);
+    if (rc != SK_OK)
+      return rc;
+  }
+  s->state = SK_SERVER_RUNNING;
+  return SK_OK;
+}
+
+/* Start I/O threads first..nio-1 on threads of their own. On failure the
+ * server is told to stop; finish joins those already started. */
+static int spawn(sk_server *s, int first) {
+  for (int i = first; i < s->nio; i++) {
+    int err = sk__thread_start(&s->threads[i].id, io_main, &s->threads[i]);
+    if (err != 0) {
+      sk__server_stop(s);
+      return sk__fail(SK_ESYS, err);
+    }
+    s->threads[i].joinable = true;
+  }
+  return SK_OK;
+}
+
+static void free_server(sk_server *s) {
+  if (s->threads)
+    end_run(s); /* left to the stragglers that have now ended */
+  close_listeners(s);
+  free(s->fds);
+  sk__close(s->stopfd);
+  munmap(s->stats, STATS_SIZE);
+  pthread_mutex_destroy(&s->life_lock);
+  if (s->ops->destroy)
+    s->ops->destroy(s);
+  free(s); /* the transport's struct, which begins with the core */
+}
+
+/* End a run: join the I/O threads, give work in flight what is left of
+ * the drain time, and free the run's state unless stragglers still use
+ * it. Returns the first error of an I/O thread, or `rc`. */
+static int finish(sk_server *s, int rc) {
+  int os_error = rc == SK_OK ? 0 : sk_last_os_error();
+  for (int i = 0; i < s->nio; i++) {
+    sk_server_thread *t = &s->threads[i];
+    if (t->joinable)
+      pthread_join(t->id, NULL);
+    t->joinable = false;
+    if (rc == SK_OK && t->rc != SK_OK) {
+      rc = t->rc;
+      os_error = t->os_error;
+    }
+  }
+  /* A service call still running after the drain time is left to end on
+   * its own (its reply is discarded): run must return, and never waits
+   * for it without bound. */
+  int64_t deadline = sk__server_drain_deadline(s);
+  s->ops->settle(s, deadline);
+  sk__server_close_pool(s, deadline);
+  pthread_mutex_lock(&s->life_lock);
+  bool stragglers = s->stragglers > 0;
+  pthread_mutex_unlock(&s->life_lock);
+  /* Close now so that clients stop queueing for a server that is done;
+   * the bound address stays readable. */
+  if (!stragglers) {
+    end_run(s);
+    close_listeners(s);
+  }
+  s->state = SK_SERVER_DONE;
+  s->started = false;
+  sk__log(SK_LOG_INFO, "%s: stopped", s->ops->name);
+  return rc == SK_OK ? SK_OK : sk__fail(rc, os_error);
+}
+
+int sk__server_run(sk_server *s) {
+  int rc = begin(s);
+  if (rc != SK_OK)
+    return rc;
+  /* The calling thread is I/O thread 0. */
+  rc = spawn(s, 1);
+  if (rc == SK_OK)
+    io_main(&s->threads[0]);
+  return finish(s, rc);
+}
+
+int sk__server_start(sk_server *s) {
+  int rc = begin(s);
+  if (rc != SK_OK)
+    return rc;
+  s->started = true;
+  rc = spawn(s, 0);
+  if (rc != SK_OK)
+    rc = finish(s, rc);
+  return rc;
+}
+
+int sk__server_stop(sk_server *s) {
+  /* Only a lock-free atomic store and write(2): both async-signal-safe. */
+  atomic_store(&s->stop_requested, true);
+  sk__wake(s->stopfd);
+  return SK_OK;
+}
+
+int64_t sk__server_drain_deadline(sk_server *s) {
+  int64_t deadline = atomic_load(&s->drain_deadline);
+  if (deadline == 0) {
+    int64_t want = sk__clock_ms() + s->drain_timeout_ms;
+    if (atomic_compare_exchange_strong(&s->drain_deadline, &deadline, want))
+      deadline = want;
+  }
+  return deadline;
+}
+
+/* ---- lifetime --------------------------------------------------------- */
+
+void sk__server_hold(sk_server *s) {
+  pthread_mutex_lock(&s->life_lock);
+  s->stragglers++;
+  pthread_mutex_unlock(&s->life_lock);
+}
+
+void sk__server_release(sk_server *s) {
+  pthread_mutex_lock(&s->life_lock);
+  bool last = --s->stragglers == 0 && s->destroyed;
+  pthread_mutex_unlock(&s->life_lock);
+  if (last)
+    free_server(s);
+}
+
+static void pool_ended(void *s) {
+  sk__server_release(s);
+}
+
+void sk__server_close_pool(sk_server *s, int64_t deadline) {
+  if (!s->pool)
+    return;
+  /* Held before the close: a pool left to its stragglers may end, and
+   * call pool_ended, before sk__pool_close has even returned. */
+  sk__server_hold(s);
+  if (sk__pool_close(s->pool, deadline, pool_ended, s))
+    sk__server_release(s); /* not the last: destroy has not run */
+  s->pool = NULL;
+}
+
+void sk__server_destroy(sk_server *s) {
+  if (s->started) {
+    /* Started and not finished: stop and join the threads of the run. */
+    sk__server_stop(s);
+    finish(s, SK_OK);
+  }
+  if (s->unlink_path)
+    sk__unlink_unix_path(&s->addr, &s->unix_file);
+  s->unlink_path = false;
+  pthread_mutex_lock(&s->life_lock);
+  s->destroyed = true;
+  bool later = s->stragglers > 0; /* the last straggler frees it */
+  pthread_mutex_unlock(&s->life_lock);
+  if (!later)
+    free_server(s);
+}
