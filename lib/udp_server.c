@@ -3,12 +3,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "addr.h"
 #include "internal.h"
@@ -46,6 +43,8 @@ typedef struct pktinfo_control {
 typedef struct udp_io {
   struct sk_udp_server *srv;
   int fd;
+  sk_loop loop; /* waits on the socket and the server's stop descriptor */
+  bool loop_open;
   char *bufs;  /* BATCH receive slots of max_message + 1 bytes */
   char *arena; /* event-loop model: copies of this batch's replies */
   size_t arena_used;
@@ -506,29 +505,32 @@ static int serve_ready(udp_io *io) {
     }
     flush_replies(io);
     if (n < BATCH)
-      return SK_OK; /* most likely empty: let poll say when there is more */
+      return SK_OK; /* most likely empty: let the loop say when there is more */
   }
   return SK_OK;
 }
 
-/* One I/O thread: wait on its socket and on the stop descriptor. That
- * descriptor is never read: stop is sticky, so once it was signalled every
- * thread sees it readable and leaves. */
+#define SOCKET_TAG 1
+#define STOP_TAG 2
+
+/* One I/O thread: serve its socket until stop. The stop descriptor is
+ * never read: stop is sticky, so once it was signalled every thread sees
+ * it readable and leaves. */
 static int udp_serve(sk_server *core, int index) {
   sk_udp_server *srv = (sk_udp_server *)core;
   udp_io *io = &srv->io[index];
-  struct pollfd fds[2] = {{.fd = io->fd, .events = POLLIN}, {.fd = core->stopfd, .events = POLLIN}};
+  struct epoll_event events[4];
   int rc = SK_OK;
   sk_peer *was = sk__peer_bind(&io->peer);
   while (rc == SK_OK && !atomic_load(&core->stop_requested)) {
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR)
-        continue;
+    int n = sk__loop_wait(&io->loop, events, 4, -1);
+    if (n < 0) {
       rc = sk__fail(SK_ESYS, errno);
       break;
     }
-    if (fds[0].revents & (POLLIN | POLLERR))
-      rc = serve_ready(io);
+    for (int i = 0; i < n && rc == SK_OK; i++)
+      if (events[i].data.u64 == SOCKET_TAG)
+        rc = serve_ready(io);
   }
   sk__peer_bind(was);
   return rc;
@@ -546,6 +548,16 @@ static int udp_begin(sk_server *core) {
     udp_io *io = &srv->io[i];
     io->srv = srv;
     io->fd = core->fds[i % core->nfds];
+    int rc = sk__loop_init(&io->loop);
+    if (rc != SK_OK)
+      return rc;
+    io->loop_open = true;
+    /* A socket shared by several threads (UNIX) wakes one of them per
+     * datagram, not all. */
+    uint32_t shared = core->nfds < core->nio ? EPOLLEXCLUSIVE : 0;
+    if (sk__loop_add(&io->loop, io->fd, EPOLLIN | shared, SOCKET_TAG) != 0 ||
+        sk__loop_add(&io->loop, core->stopfd, EPOLLIN, STOP_TAG) != 0)
+      return sk__fail(SK_ESYS, errno);
     io->bufs = malloc(BATCH * slot);
     if (!io->bufs)
       return sk__fail(SK_ENOMEM, ENOMEM);
@@ -566,6 +578,8 @@ static int udp_begin(sk_server *core) {
 static void udp_end(sk_server *core) {
   sk_udp_server *srv = (sk_udp_server *)core;
   for (int i = 0; srv->io && i < core->nio; i++) {
+    if (srv->io[i].loop_open)
+      sk__loop_close(&srv->io[i].loop);
     free(srv->io[i].bufs);
     free(srv->io[i].arena);
   }
