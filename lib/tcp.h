@@ -1,6 +1,7 @@
 /* tcp.h -- internal: the TCP server's shared state, split across
  * tcp_server.c (API, on the server core of server.h), tcp_loop.c (event
- * loops) and tcp_blocking.c (thread- and process-per-connection). */
+ * loops), tcp_serve.c (the serving path of every model) and
+ * tcp_blocking.c (thread- and process-per-connection). */
 #ifndef SK_TCP_H
 #define SK_TCP_H
 
@@ -11,6 +12,7 @@
 
 #include "addr.h"
 #include "conn.h"
+#include "frame.h"
 #include "internal.h"
 #include "loop.h"
 #include "pool.h"
@@ -167,12 +169,34 @@ static inline void sk__tcp_flush_tally(sk_tcp_server *srv, sk_tally *t) {
   *t = (sk_tally){0};
 }
 
-/* tcp_loop.c */
-int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv, int index);
-void sk__tcp_io_free(sk_tcp_io *io);
-int sk__tcp_io_run(sk_tcp_io *io);
+/* tcp_serve.c: the serving path, shared by the loop and the blocking models. */
+/* Log a warning about one client's bad input, within the server's rate. */
+void sk__tcp_warn_conn(sk_tcp_server *srv, int fd, const char *what);
 
-/* Shared by the loop and the blocking models. */
+/* Append a reply of `len` bytes, framed, to *out and count it. False if
+ * it cannot be queued (out of memory, or past the 4 GiB a buffer holds):
+ * the caller must then end the connection, since every later reply would
+ * answer the wrong request. Inline, like everything run once per message
+ * below: a call each cost more than the work (bench/profile counts the
+ * instructions). */
+static inline bool sk__tcp_frame_reply(sk_tcp_server *srv, int framing, const char *reply,
+                                       size_t len, sk_buf **out, sk_tally *tally) {
+  size_t framed = len + sk__frame_overhead(framing);
+  if (framed == 0) {
+    tally->out++; /* an empty RAW reply: nothing to send */
+    return true;
+  }
+  char *dst = len <= UINT32_MAX ? sk__buf_room(out, framed) : NULL;
+  if (dst) {
+    (*out)->len += (uint32_t)sk__frame_encode(framing, dst, reply, len);
+    tally->out++;
+    tally->bytes_out += len;
+    return true;
+  }
+  sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
+  return false; /* logged, rate-limited, where the connection is closed */
+}
+
 /* Run the service on every whole message at the front of buf[0, len) --
  * each made a C string in place, so buf[len] must be writable -- appending
  * the framed replies to *out and counting into *tally, until *out holds
@@ -189,6 +213,11 @@ void sk__tcp_serve_failed(sk_tcp_server *srv, int fd, int rc);
 void sk__tcp_log_conn(int level, int fd, const char *what);
 /* Count and log a protocol error (SK_EMSGSIZE or SK_EPROTO). */
 void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc);
+
+/* tcp_loop.c */
+int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv, int index);
+void sk__tcp_io_free(sk_tcp_io *io);
+int sk__tcp_io_run(sk_tcp_io *io);
 
 /* tcp_blocking.c */
 /* Serve one connection to the end on the calling thread (thread and
