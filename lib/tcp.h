@@ -1,7 +1,8 @@
 /* tcp.h -- internal: the TCP server's shared state, split across
  * tcp_server.c (API, on the server core of server.h), tcp_loop.c (event
- * loops), tcp_serve.c (the serving path of every model) and
- * tcp_blocking.c (thread- and process-per-connection). */
+ * loops), tcp_serve.c (the serving path of every model), tcp_blocking.c
+ * (one connection served on its own thread) and the models of
+ * tcp_thread.c and tcp_process.c. */
 #ifndef SK_TCP_H
 #define SK_TCP_H
 
@@ -44,6 +45,45 @@ typedef struct sk_tally {
 
 typedef struct sk_tcp_job sk_tcp_job;
 typedef struct sk_tcp_io sk_tcp_io;
+
+/* epoll data tags of an event loop; connections use their descriptor. */
+#define SK_TCP_TAG_LISTENER (UINT64_C(1) << 40)
+#define SK_TCP_TAG_STOP (UINT64_C(2) << 40)
+#define SK_TCP_TAG_MODEL (UINT64_C(3) << 40) /* the model's own: a child's pidfd */
+#define SK_TCP_TAG_MASK (UINT64_C(0xff) << 40)
+
+/* A concurrency model as the event loop sees it: the loop accepts, and
+ * hands each client to the model. The event loop and the worker pool
+ * serve connections in the loop itself (tcp_loop.c); the thread and
+ * process models give each client a thread (tcp_thread.c) or a child
+ * (tcp_process.c) of its own. Hooks run on the loop's thread unless
+ * said; NULL hooks do nothing. */
+typedef struct sk_tcp_model {
+  bool keep_peer; /* accept records each client's address (pool jobs carry it) */
+  /* A client was accepted and counted in `active`: serve it, or close it,
+   * uncount it and count it as rejected. */
+  void (*accepted)(sk_tcp_io *io, int fd, const struct sockaddr_storage *peer, socklen_t peer_len);
+  /* After each batch of events, and for an event tagged SK_TCP_TAG_MODEL:
+   * the model's housekeeping (finished threads, exited children). */
+  void (*tick)(sk_tcp_io *io);
+  /* Milliseconds until tick must run without an event, or -1. */
+  int (*next_timeout)(sk_tcp_io *io);
+  /* Clients of the loop the model still serves outside its connection
+   * table (children), which the drain waits for; end_drain ends the rest
+   * once it is over. */
+  int (*busy)(sk_tcp_io *io);
+  void (*end_drain)(sk_tcp_io *io);
+  /* Every loop has ended (on the thread that ends the run): wait for the
+   * model's own threads until `deadline`; any left are stragglers. */
+  void (*settle)(sk_tcp_server *srv, int64_t deadline);
+  /* Free the model's state in a loop. */
+  void (*free)(sk_tcp_io *io);
+} sk_tcp_model;
+
+extern const sk_tcp_model sk__tcp_event_model;   /* tcp_loop.c */
+extern const sk_tcp_model sk__tcp_pool_model;    /* tcp_loop.c */
+extern const sk_tcp_model sk__tcp_thread_model;  /* tcp_thread.c */
+extern const sk_tcp_model sk__tcp_process_model; /* tcp_process.c */
 
 /* Requests of one connection handed to the pool, oldest first, and who
  * the connection's client is: taken at accept, so a job never has to ask
@@ -142,7 +182,8 @@ struct sk_tcp_server {
   atomic_bool cancel_jobs; /* drain time is over: queued jobs skip the service */
   bool nodelay;            /* TCP (not UNIX): replies must not wait for Nagle */
 
-  sk_tcp_io *io; /* core.nio event loops, during a run */
+  const sk_tcp_model *models; /* SK_OPT_MODEL's, fixed at listen */
+  sk_tcp_io *io;              /* core.nio event loops, during a run */
 
   pthread_mutex_t threads_lock;
   sk_conn_thread *live_threads;
@@ -202,12 +243,14 @@ static inline bool sk__tcp_frame_reply(sk_tcp_server *srv, int framing, const ch
  * the framed replies to *out and counting into *tally, until *out holds
  * `limit` bytes. *used receives the bytes consumed. `peer` is the calling
  * thread's bound record (sk__peer_bind), set to fd around the service
- * calls. Returns 0 (every whole message served), SK_TCP_SERVE_FULL (the
+ * calls. count_first: each request is added to the counters before its
+ * service runs (a forked child whose service crashes never returns to add
+ * them). Returns 0 (every whole message served), SK_TCP_SERVE_FULL (the
  * output reached the limit), SK_ENOMEM (a reply could not be queued: the
  * connection must end after the replies before it) or SK_EMSGSIZE /
  * SK_EPROTO for the protocol error that stopped it (at buf + *used). */
-int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t limit, size_t *used,
-                      sk_buf **out, sk_tally *tally, sk_peer *peer);
+int sk__tcp_serve_all(sk_tcp_server *srv, int fd, bool count_first, char *buf, size_t len,
+                      size_t limit, size_t *used, sk_buf **out, sk_tally *tally, sk_peer *peer);
 /* Count and log what made sk__tcp_serve_all fail (its negative result). */
 void sk__tcp_serve_failed(sk_tcp_server *srv, int fd, int rc);
 void sk__tcp_log_conn(int level, int fd, const char *what);
@@ -221,17 +264,8 @@ int sk__tcp_io_run(sk_tcp_io *io);
 
 /* tcp_blocking.c */
 /* Serve one connection to the end on the calling thread (thread and
- * process models); the caller closes fd. stopfd < 0: no stop to watch. */
-void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd);
-/* Thread model: start a thread for fd, or close it. */
-void sk__tcp_spawn_thread(sk_tcp_server *srv, int fd);
-/* Thread model: join threads that have finished. deadline_ms >= 0: wait
- * for the others until then; those still running after it are cut off
- * from their clients and left to end on their own (stragglers). */
-void sk__tcp_join_threads(sk_tcp_server *srv, int64_t deadline_ms);
-/* Process model: fork a child for fd (closed in the parent). */
-void sk__tcp_spawn_child(sk_tcp_io *io, int fd);
-/* Process model: reap children that have exited. */
-void sk__tcp_reap_children(sk_tcp_io *io, bool wait_all);
+ * process models); the caller closes fd. stopfd < 0: no stop to watch.
+ * count_first as for sk__tcp_serve_all. */
+void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd, bool count_first);
 
 #endif

@@ -16,11 +16,8 @@
 #include "frame.h"
 #include "tcp.h"
 
-/* epoll data tags; connections use their descriptor. */
-#define LISTENER_TAG (UINT64_C(1) << 40)
-#define STOP_TAG (UINT64_C(2) << 40)
-#define CHILD_TAG (UINT64_C(3) << 40)
-#define TAG_MASK (UINT64_C(0xff) << 40)
+#define LISTENER_TAG SK_TCP_TAG_LISTENER
+#define STOP_TAG SK_TCP_TAG_STOP
 
 #define ACCEPT_BATCH 64
 #define EVENT_BATCH 256
@@ -84,8 +81,8 @@ void sk__tcp_io_free(sk_tcp_io *io) {
     }
   free(io->fifos);
   io->fifos = NULL;
-  free(io->children);
-  io->children = NULL;
+  if (io->srv->models->free)
+    io->srv->models->free(io);
   io->listen_fd = -1; /* the core's */
   sk__close(io->reserve_fd);
   sk__loop_close(&io->loop);
@@ -462,7 +459,7 @@ static int serve_buffer(sk_tcp_io *io, int fd, sk_conn *c, char *buf, size_t len
                         size_t *used) {
   sk_tcp_server *srv = io->srv;
   if (!srv->core.pool)
-    return sk__tcp_serve_all(srv, fd, buf, len, room, used, &io->out, &io->tally, &io->peer);
+    return sk__tcp_serve_all(srv, fd, false, buf, len, room, used, &io->out, &io->tally, &io->peer);
   /* Pool replies come back later: what bounds them is the in-flight
    * limit, so here `room` only says whether to hand out requests at all. */
   size_t done = 0;
@@ -733,7 +730,8 @@ static void add_connection(sk_tcp_io *io, int fd, const struct sockaddr_storage 
 static void accept_some(sk_tcp_io *io) {
   sk_tcp_server *srv = io->srv;
   /* The pool model keeps who each client is; the others ask when needed. */
-  bool keep_peer = srv->core.model == SK_MODEL_WORKER_POOL;
+  const sk_tcp_model *model = srv->models;
+  bool keep_peer = model->keep_peer;
   for (int i = 0; i < ACCEPT_BATCH; i++) {
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof peer;
@@ -757,16 +755,16 @@ static void accept_some(sk_tcp_io *io) {
       continue;
     }
     sk__tcp_count(srv, SK_STAT_CONNECTIONS_ACCEPTED, 1);
-    if (srv->core.model == SK_MODEL_THREAD_PER_CONNECTION)
-      sk__tcp_spawn_thread(srv, fd);
-    else if (srv->core.model == SK_MODEL_PROCESS_PER_CONNECTION)
-      sk__tcp_spawn_child(io, fd);
-    else
-      add_connection(io, fd, keep_peer ? &peer : NULL, peer_len);
+    model->accepted(io, fd, keep_peer ? &peer : NULL, peer_len);
   }
 }
 
 /* ---- the loop --------------------------------------------------------- */
+
+static void tick(sk_tcp_io *io) {
+  if (io->srv->models->tick)
+    io->srv->models->tick(io);
+}
 
 static void expire_timers(sk_tcp_io *io) {
   uint32_t now = sk__loop_now(&io->loop);
@@ -790,8 +788,9 @@ static int next_timeout(sk_tcp_io *io) {
     if (timeout < 0 || wait < timeout)
       timeout = wait;
   }
-  if (io->nchildren && io->children[0].pidfd < 0 && (timeout < 0 || timeout > 50))
-    timeout = 50; /* no pidfd: look for exited children now and then */
+  int model = io->srv->models->next_timeout ? io->srv->models->next_timeout(io) : -1;
+  if (model >= 0 && (timeout < 0 || model < timeout))
+    timeout = model;
   return timeout;
 }
 
@@ -811,8 +810,8 @@ static void dispatch(sk_tcp_io *io, struct epoll_event *events, int n, bool drai
         accept_some(io);
       continue;
     }
-    if ((tag & TAG_MASK) == CHILD_TAG) {
-      sk__tcp_reap_children(io, false);
+    if ((tag & SK_TCP_TAG_MASK) == SK_TCP_TAG_MODEL) {
+      tick(io);
       continue;
     }
     int fd = (int)tag;
@@ -869,32 +868,36 @@ static void drain(sk_tcp_io *io, struct epoll_event *events) {
       reset_conn(io, fd, errno);
   }
   int64_t deadline = sk__server_drain_deadline(&srv->core);
+  const sk_tcp_model *model = srv->models;
   for (;;) {
-    if (io->nchildren)
-      sk__tcp_reap_children(io, false);
-    if (io->conns.count == 0 && io->nchildren == 0)
+    tick(io);
+    int busy = model->busy ? model->busy(io) : 0;
+    if (io->conns.count == 0 && busy == 0)
       break;
     int64_t left = deadline - sk__clock_ms();
     if (left <= 0)
       break;
     int wait = left > INT32_MAX ? INT32_MAX : (int)left;
-    if (io->nchildren && io->children[0].pidfd < 0 && wait > 50)
-      wait = 50;
+    int poll_model = model->next_timeout ? model->next_timeout(io) : -1;
+    if (poll_model >= 0 && poll_model < wait)
+      wait = poll_model;
     int n = sk__loop_wait(&io->loop, events, EVENT_BATCH, wait);
     if (n < 0)
       break;
     dispatch(io, events, n, true);
   }
-  if (io->conns.count > 0 || io->nchildren > 0) {
+  int busy = model->busy ? model->busy(io) : 0;
+  if (io->conns.count > 0 || busy > 0) {
     /* Out of time: queued requests are dropped unserved. */
     atomic_store(&srv->cancel_jobs, true);
     sk__log(SK_LOG_WARN, "tcp: drain timeout: closing %d connection(s) and %d child(ren)",
-            io->conns.count, io->nchildren);
+            io->conns.count, busy);
   }
   for (int fd = 0; fd < io->conns.cap; fd++)
     if (sk__conn_get(&io->conns, fd))
       close_conn(io, fd);
-  sk__tcp_reap_children(io, true);
+  if (model->end_drain)
+    model->end_drain(io);
 }
 
 int sk__tcp_io_run(sk_tcp_io *io) {
@@ -936,10 +939,7 @@ int sk__tcp_io_run(sk_tcp_io *io) {
     dispatch(io, events, n, false);
     expire_timers(io);
     resume_listener(io);
-    if (io->nchildren && io->children[0].pidfd < 0)
-      sk__tcp_reap_children(io, false);
-    if (srv->core.model == SK_MODEL_THREAD_PER_CONNECTION)
-      sk__tcp_join_threads(srv, -1);
+    tick(io);
   }
   drain(io, events);
   sk__peer_bind(was);
@@ -947,3 +947,12 @@ done:
   free(events);
   return rc;
 }
+
+const sk_tcp_model sk__tcp_event_model = {
+    .accepted = add_connection,
+};
+
+const sk_tcp_model sk__tcp_pool_model = {
+    .keep_peer = true,
+    .accepted = add_connection,
+};

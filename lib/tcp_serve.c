@@ -40,13 +40,11 @@ void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc) {
 
 /* Run the service on one payload, already a C string, and queue its reply.
  * False if the reply could not be queued. */
-static inline bool serve_one(sk_tcp_server *srv, int framing, const char *payload, size_t len,
-                             sk_buf **out, sk_tally *tally) {
+static inline bool serve_one(sk_tcp_server *srv, int framing, bool count_first, const char *payload,
+                             size_t len, sk_buf **out, sk_tally *tally) {
   tally->in++;
   tally->bytes_in += len;
-  /* A forked child whose service crashes never returns to flush: its
-   * request must be counted before the service runs. */
-  if (srv->core.model == SK_MODEL_PROCESS_PER_CONNECTION)
+  if (count_first)
     sk__tcp_flush_tally(srv, tally);
   const char *reply = srv->core.service(payload, srv->core.user);
   /* Copied into *out before any user code runs again on this thread. */
@@ -79,10 +77,9 @@ static inline bool serve_one(sk_tcp_server *srv, int framing, const char *payloa
  * Serving stops after the message whose reply brings *out to `limit`
  * bytes, so one read of pipelined requests cannot queue more than one
  * reply beyond what the caller allows. */
-static inline __attribute__((always_inline)) int serve_run(sk_tcp_server *srv, int framing,
-                                                           bool nul_free, char *buf, size_t len,
-                                                           size_t limit, size_t *used, sk_buf **out,
-                                                           sk_tally *tally) {
+static inline __attribute__((always_inline)) int
+serve_run(sk_tcp_server *srv, int framing, bool nul_free, bool count_first, char *buf, size_t len,
+          size_t limit, size_t *used, sk_buf **out, sk_tally *tally) {
   size_t max = (size_t)srv->core.max_message;
   size_t done = 0;
   int rc = 1;
@@ -110,7 +107,7 @@ static inline __attribute__((always_inline)) int serve_run(sk_tcp_server *srv, i
       buf[at[i] + length[i]] = '\0';
     }
     for (int i = 0; i < n; i++) {
-      bool ok = serve_one(srv, framing, buf + at[i], length[i], out, tally);
+      bool ok = serve_one(srv, framing, count_first, buf + at[i], length[i], out, tally);
       if (!ok || sk__buf_len(*out) >= limit) {
         for (int k = i; k < n; k++)
           buf[at[k] + length[k]] = saved[k];
@@ -125,18 +122,18 @@ static inline __attribute__((always_inline)) int serve_run(sk_tcp_server *srv, i
   return rc < 0 ? rc : 0;
 }
 
-int sk__tcp_serve_all(sk_tcp_server *srv, int fd, char *buf, size_t len, size_t limit, size_t *used,
-                      sk_buf **out, sk_tally *tally, sk_peer *peer) {
+int sk__tcp_serve_all(sk_tcp_server *srv, int fd, bool count_first, char *buf, size_t len,
+                      size_t limit, size_t *used, sk_buf **out, sk_tally *tally, sk_peer *peer) {
   int framing = (int)srv->framing;
   /* One search for NUL over everything this read brought, instead of one
    * per message; only a buffer that holds one pays for the checked decoder. */
   bool nul_free = memchr(buf, '\0', len) == NULL;
   int rc;
   sk__peer_set_fd(peer, fd); /* for every message of this read */
-  if (framing == SK_FRAME_LINE && nul_free)
-    rc = serve_run(srv, SK_FRAME_LINE, true, buf, len, limit, used, out, tally);
+  if (framing == SK_FRAME_LINE && nul_free && !count_first)
+    rc = serve_run(srv, SK_FRAME_LINE, true, false, buf, len, limit, used, out, tally);
   else
-    rc = serve_run(srv, framing, nul_free, buf, len, limit, used, out, tally);
+    rc = serve_run(srv, framing, nul_free, count_first, buf, len, limit, used, out, tally);
   sk__peer_clear(peer);
   return rc;
 }

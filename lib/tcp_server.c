@@ -185,6 +185,13 @@ static void tcp_listening(sk_server *core, const char *address) {
 
 static int tcp_begin(sk_server *core) {
   sk_tcp_server *srv = (sk_tcp_server *)core;
+  static const sk_tcp_model *const models[] = {
+      [SK_MODEL_EVENT_LOOP] = &sk__tcp_event_model,
+      [SK_MODEL_WORKER_POOL] = &sk__tcp_pool_model,
+      [SK_MODEL_THREAD_PER_CONNECTION] = &sk__tcp_thread_model,
+      [SK_MODEL_PROCESS_PER_CONNECTION] = &sk__tcp_process_model,
+  };
+  srv->models = models[core->model];
   srv->io = calloc((size_t)core->nio, sizeof *srv->io);
   if (!srv->io)
     return sk__fail(SK_ENOMEM, ENOMEM);
@@ -206,7 +213,8 @@ static int tcp_serve(sk_server *core, int index) {
  * running after it is left to end on its own (its reply is discarded). */
 static void tcp_settle(sk_server *core, int64_t deadline) {
   sk_tcp_server *srv = (sk_tcp_server *)core;
-  sk__tcp_join_threads(srv, deadline);
+  if (srv->models->settle)
+    srv->models->settle(srv, deadline);
   /* Jobs still queued have nobody to answer: they skip the service, and
    * the pool ends quickly. */
   atomic_store(&srv->cancel_jobs, true);
