@@ -544,7 +544,9 @@ SK_API int sk_udp_server_get(const sk_udp_server *srv, int option, long long *va
  * @return ::SK_OK; ::SK_EINVAL for NULL; ::SK_ESTATE if already listening or
  *         stopped; ::SK_ESOCKET if the socket cannot be created or
  *         configured; ::SK_EBIND if binding fails (see sk_last_os_error(),
- *         e.g. `EADDRINUSE`).
+ *         e.g. `EADDRINUSE`); ::SK_ENOMEM; ::SK_ESYS if an I/O thread's
+ *         event loop cannot be created. Everything a run needs but its
+ *         threads is made here, so a run never lacks descriptors later.
  * @note Not thread-safe.
  * @note Not async-signal-safe.
  */
@@ -753,7 +755,9 @@ SK_API int sk_tcp_server_get(const sk_tcp_server *srv, int option, long long *va
  * @return ::SK_OK; ::SK_EINVAL for NULL; ::SK_ESTATE if already listening or
  *         stopped; ::SK_ESOCKET if the socket cannot be created or
  *         configured; ::SK_EBIND if binding fails (see sk_last_os_error());
- *         ::SK_ELISTEN if listen() fails.
+ *         ::SK_ELISTEN if listen() fails; ::SK_ENOMEM; ::SK_ESYS if an event
+ *         loop cannot be created. Everything a run needs but its threads is
+ *         made here, so a run never lacks descriptors later.
  * @note Not thread-safe.
  * @note Not async-signal-safe.
  */
