@@ -122,18 +122,142 @@ serve_run(sk_tcp_server *srv, int framing, bool nul_free, bool count_first, char
   return rc < 0 ? rc : 0;
 }
 
+/* The length of a reply: what a reply inside the request's bytes -- the
+ * request itself, or a part of it that runs to its end -- is known without
+ * a search (the request holds no NUL before its terminator), any other
+ * reply is measured. */
+static inline size_t reply_length(const char *reply, const char *payload, size_t len) {
+  uintptr_t r = (uintptr_t)reply, p = (uintptr_t)payload;
+  return r >= p && r <= p + len ? (size_t)(p + len - r) : strlen(reply);
+}
+
+/* What next_line found when it is not a whole line: none yet (more bytes
+ * are needed), or the protocol error of the line at pos. */
+static __attribute__((noinline)) int line_trouble(const char *p, size_t d, size_t left,
+                                                  size_t window) {
+  if (d >= window || left >= window) {
+    /* No '\n' within max + 2 bytes, unless a NUL came first in a line
+     * that did end in time. */
+    if (d < window && p[d] == '\0' && memchr(p + d, '\n', window - d))
+      return SK_EPROTO;
+    return SK_EMSGSIZE;
+  }
+  if (d == left)
+    return 0; /* the line is not complete yet */
+  /* A NUL inside: the line is refused once it is whole. */
+  return memchr(p + d, '\n', left - d) ? SK_EPROTO : 0;
+}
+
+/* The offset from pos of the '\n' that ends the first line of buf[pos,
+ * len) -- buf[len] is '\0' -- or, negative, what line_trouble says (0
+ * becomes SK__LINE_MORE). The NUL check is the same scan: strchrnul stops
+ * at '\n' or at a NUL, the terminator or one inside the data. */
+#define SK__LINE_MORE (-1000)
+static inline ptrdiff_t next_line(const char *buf, size_t pos, size_t len, size_t window) {
+  const char *p = buf + pos;
+  size_t d = (size_t)(strchrnul(p, '\n') - p);
+  if (p[d] == '\n' && d < window)
+    return (ptrdiff_t)d;
+  int rc = line_trouble(p, d, len - pos, window);
+  return rc ? rc : SK__LINE_MORE;
+}
+
+/* sk__tcp_serve_all for LINE framing in the event loop, the common case,
+ * kept lean: what stays in memory across a service call (the output
+ * buffer's fill, the counts) is kept in locals and written back at the
+ * end. Each request is made a C string where its line ends, and the next
+ * line is found before the service runs: the scan gives the NUL store
+ * time to complete before anything (strlen of an echoed reply) loads the
+ * bytes again, which would stall otherwise. */
+static int serve_lines(sk_tcp_server *srv, char *buf, size_t len, size_t limit, size_t *used,
+                       sk_buf **out, sk_tally *tally) {
+  const sk_service service = srv->core.service;
+  void *const user = srv->core.user;
+  const sk_reply_free reply_free = srv->core.reply_free;
+  const size_t max = (size_t)srv->core.max_message;
+  const size_t window = max + 2; /* max is at most 64 MiB */
+  uint64_t served = 0, bytes_in = 0, replies = 0;
+  /* The output buffer as locals: where its free space starts and ends. */
+  sk_buf *ob = *out;
+  size_t start = ob ? ob->len : 0, filled = start;
+  size_t space = ob ? ob->cap - ob->head : 0; /* filled never passes it */
+  char *base = ob ? ob->data + ob->head : NULL;
+  size_t done = 0;
+  int rc = 0;
+  buf[len] = '\0';
+  ptrdiff_t next = next_line(buf, 0, len, window);
+  while (next >= 0) {
+    size_t at = done, end = at + (size_t)next;
+    size_t n = end > at && buf[end - 1] == '\r' ? end - at - 1 : end - at;
+    if (n > max) {
+      rc = SK_EMSGSIZE;
+      break;
+    }
+    done = end + 1;
+    buf[at + n] = '\0';
+    next = done < len ? next_line(buf, done, len, window) : SK__LINE_MORE;
+    served++;
+    bytes_in += n;
+    const char *reply = service(buf + at, user);
+    if (reply) {
+      /* Copied into *out before any user code runs again on this thread. */
+      size_t rlen = reply_length(reply, buf + at, n);
+      char *dst;
+      if (rlen < space - filled) { /* room for the reply and its '\n' */
+        dst = base + filled;
+      } else {
+        if (ob)
+          ob->len = (uint32_t)filled;
+        dst = rlen < UINT32_MAX ? sk__buf_reserve(out, rlen + 1) : NULL;
+        if (!dst) {
+          sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
+          if (reply_free)
+            reply_free((void *)reply);
+          rc = SK_ENOMEM;
+          break;
+        }
+        ob = *out;
+        space = ob->cap - ob->head;
+        base = ob->data + ob->head;
+      }
+      memcpy(dst, reply, rlen);
+      dst[rlen] = '\n';
+      filled += rlen + 1;
+      replies++;
+      if (reply_free)
+        reply_free((void *)reply);
+    }
+    if (filled >= limit) {
+      rc = SK_TCP_SERVE_FULL;
+      break;
+    }
+  }
+  if (next < 0 && next != SK__LINE_MORE && rc == 0)
+    rc = (int)next; /* the protocol error of the line at `done` */
+  if (ob)
+    ob->len = (uint32_t)filled;
+  tally->in += served;
+  tally->bytes_in += bytes_in;
+  tally->out += replies;
+  tally->bytes_out += filled - start - replies; /* each reply added its '\n' */
+  *used = done;
+  return rc; /* 0, SK_TCP_SERVE_FULL or an error */
+}
+
 int sk__tcp_serve_all(sk_tcp_server *srv, int fd, bool count_first, char *buf, size_t len,
                       size_t limit, size_t *used, sk_buf **out, sk_tally *tally, sk_peer *peer) {
   int framing = (int)srv->framing;
-  /* One search for NUL over everything this read brought, instead of one
-   * per message; only a buffer that holds one pays for the checked decoder. */
-  bool nul_free = memchr(buf, '\0', len) == NULL;
   int rc;
   sk__peer_set_fd(peer, fd); /* for every message of this read */
-  if (framing == SK_FRAME_LINE && nul_free && !count_first)
-    rc = serve_run(srv, SK_FRAME_LINE, true, false, buf, len, limit, used, out, tally);
-  else
+  if (framing == SK_FRAME_LINE && !count_first) {
+    rc = serve_lines(srv, buf, len, limit, used, out, tally);
+  } else {
+    /* One search for NUL over everything this read brought, instead of
+     * one per message; only a buffer that holds one pays for the checked
+     * decoder. */
+    bool nul_free = memchr(buf, '\0', len) == NULL;
     rc = serve_run(srv, framing, nul_free, count_first, buf, len, limit, used, out, tally);
+  }
   sk__peer_clear(peer);
   return rc;
 }
