@@ -1,10 +1,14 @@
 /* client.c -- what the TCP and UDP clients share: the option tables and
  * back-off with jitter. */
 #include "client.h"
+#include "resolve.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,4 +90,24 @@ long long sk__retry_pause(const sk_client_opts *o, int retry, uint64_t *rng) {
   if (ceiling > o->retry_max_ms)
     ceiling = o->retry_max_ms;
   return (long long)(next_random(rng) % ((uint64_t)ceiling + 1));
+}
+
+int sk__client_create(void **out, size_t size, const char *address, int kind) {
+  if (!out)
+    return sk__fail(SK_EINVAL, 0);
+  *out = NULL;
+  if (!address)
+    return sk__fail(SK_EINVAL, 0);
+  if (sk__resolve_check(address) != 0)
+    return sk__fail(SK_EADDR, 0);
+  sk_client_base *c = calloc(1, size);
+  if (!c || !(c->address = strdup(address))) {
+    free(c);
+    return sk__fail(SK_ENOMEM, ENOMEM);
+  }
+  sk__client_opts_init(&c->opts, kind);
+  c->fd = -1;
+  c->rng = sk__client_seed(c);
+  *out = c;
+  return SK_OK;
 }

@@ -35,4 +35,17 @@ uint64_t sk__client_seed(const void *client);
  * ("full jitter"). */
 long long sk__retry_pause(const sk_client_opts *o, int retry, uint64_t *rng);
 
+/* What both clients begin with. */
+typedef struct sk_client_base {
+  char *address; /* as given: looked up again when the server may have moved */
+  sk_client_opts opts;
+  int fd;       /* -1 while there is no socket */
+  uint64_t rng; /* back-off jitter */
+} sk_client_base;
+
+/* The checks and allocation of both constructors: *out receives a zeroed
+ * client of `size` bytes that begins with an sk_client_base for `address`
+ * (checked, not looked up) with the defaults of `kind`. */
+int sk__client_create(void **out, size_t size, const char *address, int kind);
+
 #endif

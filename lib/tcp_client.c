@@ -18,12 +18,9 @@
 #define READ_CHUNK 16384
 
 struct sk_tcp_client {
-  char *address;
-  sk_client_opts opts;
-  int fd;       /* -1 while not connected */
-  int attempts; /* of the last connect */
-  uint64_t rng; /* back-off jitter */
-  char *in;     /* bytes received and not yet returned */
+  sk_client_base base; /* first: sk__client_create fills it */
+  int attempts;        /* of the last connect */
+  char *in;            /* bytes received and not yet returned */
   size_t in_len, in_cap;
   char *out; /* the framed message being sent */
   size_t out_cap;
@@ -48,8 +45,8 @@ static int reserve(char **buf, size_t *cap, size_t need) {
 
 /* Bytes received and not yet returned belong to this connection only. */
 static void disconnect(sk_tcp_client *c) {
-  sk__close(c->fd);
-  c->fd = -1;
+  sk__close(c->base.fd);
+  c->base.fd = -1;
   c->in_len = 0;
 }
 
@@ -99,16 +96,16 @@ fail:
  * since the last attempt) and try each address in turn. */
 static int attempt_once(sk_tcp_client *c, long long deadline) {
   sk_addr_list list;
-  int rc = sk__resolve(c->address, SOCK_STREAM, &list);
+  int rc = sk__resolve(c->base.address, SOCK_STREAM, &list);
   if (rc != SK_OK)
     return rc;
   for (size_t i = 0; i < list.count; i++) {
-    long long until = sk__clock_ms() + c->opts.connect_timeout_ms;
+    long long until = sk__clock_ms() + c->base.opts.connect_timeout_ms;
     if (deadline >= 0 && deadline < until)
       until = deadline;
     int fd = connect_one(&list.items[i], until);
     if (fd >= 0) {
-      c->fd = fd;
+      c->base.fd = fd;
       c->in_len = 0;
       return SK_OK;
     }
@@ -123,8 +120,9 @@ static void log_attempt(const sk_tcp_client *c, int attempt, int rc, const char 
   if (!sk__log_enabled(SK_LOG_INFO))
     return;
   int os_error = sk_last_os_error();
-  sk__log(SK_LOG_INFO, "tcp client: cannot connect to %s (attempt %d of %lld): %s; %s", c->address,
-          attempt, c->opts.attempts, os_error ? strerror(os_error) : sk_strerror(rc), next);
+  sk__log(SK_LOG_INFO, "tcp client: cannot connect to %s (attempt %d of %lld): %s; %s",
+          c->base.address, attempt, c->base.opts.attempts,
+          os_error ? strerror(os_error) : sk_strerror(rc), next);
 }
 
 static int connect_retrying(sk_tcp_client *c, int timeout_ms) {
@@ -134,18 +132,18 @@ static int connect_retrying(sk_tcp_client *c, int timeout_ms) {
     int rc = attempt_once(c, deadline);
     if (rc == SK_OK) {
       if (attempt > 1)
-        sk__log(SK_LOG_INFO, "tcp client: connected to %s on attempt %d", c->address, attempt);
+        sk__log(SK_LOG_INFO, "tcp client: connected to %s on attempt %d", c->base.address, attempt);
       return SK_OK;
     }
     /* Refusals, unreachable hosts and timeouts may pass (a server still
      * starting); a name that does not exist or a lack of sockets will not. */
     if (rc != SK_ECONNECT && rc != SK_ETIMEDOUT)
       return rc;
-    if (attempt >= c->opts.attempts) {
+    if (attempt >= c->base.opts.attempts) {
       log_attempt(c, attempt, rc, "giving up");
       return rc;
     }
-    long long pause = sk__retry_pause(&c->opts, attempt, &c->rng);
+    long long pause = sk__retry_pause(&c->base.opts, attempt, &c->base.rng);
     long long wake = sk__clock_ms() + pause;
     if (deadline >= 0 && wake >= deadline) {
       /* The next attempt could not begin in time: say so now rather than
@@ -170,42 +168,43 @@ static bool out_of_step(sk_tcp_client *c) {
   ssize_t n = 0;
   if (c->in_len == 0) {
     do
-      n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      n = recv(c->base.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
       return false;
   }
   if (c->in_len > 0 || n > 0)
-    sk__log(SK_LOG_WARN, "tcp client: %s sent data nobody asked for; reconnecting", c->address);
+    sk__log(SK_LOG_WARN, "tcp client: %s sent data nobody asked for; reconnecting",
+            c->base.address);
   else
-    sk__log(SK_LOG_DEBUG, "tcp client: %s closed the connection; reconnecting", c->address);
+    sk__log(SK_LOG_DEBUG, "tcp client: %s closed the connection; reconnecting", c->base.address);
   return true;
 }
 
 static int check_message(const sk_tcp_client *c, const char *m, size_t len) {
-  if (len > (size_t)c->opts.max_message)
+  if (len > (size_t)c->base.opts.max_message)
     return sk__fail(SK_EMSGSIZE, 0);
-  if (c->opts.framing == SK_FRAME_LINE && memchr(m, '\n', len) != NULL)
+  if (c->base.opts.framing == SK_FRAME_LINE && memchr(m, '\n', len) != NULL)
     return sk__fail(SK_EINVAL, 0); /* it would arrive as two messages */
-  if (c->opts.framing == SK_FRAME_RAW && len == 0)
+  if (c->base.opts.framing == SK_FRAME_RAW && len == 0)
     return sk__fail(SK_EINVAL, 0); /* nothing would be sent */
   return SK_OK;
 }
 
 /* Frame the message and send all of it before `deadline`. */
 static int send_message(sk_tcp_client *c, const char *m, size_t len, long long deadline) {
-  int framing = (int)c->opts.framing;
+  int framing = (int)c->base.opts.framing;
   size_t total = len + sk__frame_overhead(framing);
   if (reserve(&c->out, &c->out_cap, total) != 0)
     return sk__fail(SK_ENOMEM, ENOMEM);
   sk__frame_encode(framing, c->out, m, len);
   size_t at = 0;
   while (at < total) {
-    ssize_t n = send(c->fd, c->out + at, total - at, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = send(c->base.fd, c->out + at, total - at, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n >= 0) {
       at += (size_t)n;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      int ready = sk__wait_fd(c->fd, POLLOUT, -1, deadline);
+      int ready = sk__wait_fd(c->base.fd, POLLOUT, -1, deadline);
       if (ready <= 0)
         return ready == 0 ? sk__fail(SK_ETIMEDOUT, 0) : sk__fail(SK_EWRITE, errno);
     } else if (errno == EPIPE || errno == ECONNRESET) {
@@ -230,8 +229,8 @@ static int take(sk_tcp_client *c, const sk_frame *f) {
 
 /* Read until one whole message has arrived or `deadline` passes. */
 static int recv_message(sk_tcp_client *c, long long deadline) {
-  int framing = (int)c->opts.framing;
-  size_t max = (size_t)c->opts.max_message;
+  int framing = (int)c->base.opts.framing;
+  size_t max = (size_t)c->base.opts.max_message;
   for (;;) {
     sk_frame f;
     int r = sk__frame_decode(framing, c->in, c->in_len, max, &f);
@@ -244,10 +243,10 @@ static int recv_message(sk_tcp_client *c, long long deadline) {
     size_t want = framing == SK_FRAME_RAW ? max + 1 : READ_CHUNK;
     if (reserve(&c->in, &c->in_cap, c->in_len + want) != 0)
       return sk__fail(SK_ENOMEM, ENOMEM);
-    int ready = sk__wait_fd(c->fd, POLLIN, -1, deadline);
+    int ready = sk__wait_fd(c->base.fd, POLLIN, -1, deadline);
     if (ready <= 0)
       return ready == 0 ? sk__fail(SK_ETIMEDOUT, 0) : sk__fail(SK_EREAD, errno);
-    ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+    ssize_t n = recv(c->base.fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
     if (n > 0)
       c->in_len += (size_t)n;
     else if (n == 0)
@@ -260,43 +259,27 @@ static int recv_message(sk_tcp_client *c, long long deadline) {
 }
 
 int sk_tcp_client_create(sk_tcp_client **out, const char *address) {
-  if (!out)
-    return sk__fail(SK_EINVAL, 0);
-  *out = NULL;
-  if (!address)
-    return sk__fail(SK_EINVAL, 0);
-  if (sk__resolve_check(address) != 0)
-    return sk__fail(SK_EADDR, 0);
-  sk_tcp_client *c = calloc(1, sizeof *c);
-  if (!c || !(c->address = strdup(address))) {
-    free(c);
-    return sk__fail(SK_ENOMEM, ENOMEM);
-  }
-  sk__client_opts_init(&c->opts, SK_CLIENT_TCP);
-  c->fd = -1;
-  c->rng = sk__client_seed(c);
-  *out = c;
-  return SK_OK;
+  return sk__client_create((void **)out, sizeof **out, address, SK_CLIENT_TCP);
 }
 
 int sk_tcp_client_set(sk_tcp_client *c, int option, long long value) {
   if (!c)
     return sk__fail(SK_EINVAL, 0);
   /* The bytes already received were framed the old way. */
-  bool settable = option != SK_OPT_FRAMING || c->fd < 0;
-  return sk__client_opt_set(&c->opts, SK_CLIENT_TCP, option, value, settable);
+  bool settable = option != SK_OPT_FRAMING || c->base.fd < 0;
+  return sk__client_opt_set(&c->base.opts, SK_CLIENT_TCP, option, value, settable);
 }
 
 int sk_tcp_client_get(const sk_tcp_client *c, int option, long long *value) {
   if (!c || !value)
     return sk__fail(SK_EINVAL, 0);
-  return sk__client_opt_get(&c->opts, SK_CLIENT_TCP, option, value);
+  return sk__client_opt_get(&c->base.opts, SK_CLIENT_TCP, option, value);
 }
 
 int sk_tcp_client_connect(sk_tcp_client *c, int timeout_ms) {
   if (!c)
     return sk__fail(SK_EINVAL, 0);
-  if (c->fd >= 0)
+  if (c->base.fd >= 0)
     return SK_OK;
   return connect_retrying(c, timeout_ms);
 }
@@ -310,11 +293,11 @@ int sk_tcp_client_request(sk_tcp_client *c, const char *request, const char **re
   int rc = check_message(c, request, len);
   if (rc != SK_OK)
     return rc;
-  if (c->fd >= 0 && out_of_step(c))
+  if (c->base.fd >= 0 && out_of_step(c))
     disconnect(c);
-  if (c->fd < 0 && (rc = connect_retrying(c, -1)) != SK_OK)
+  if (c->base.fd < 0 && (rc = connect_retrying(c, -1)) != SK_OK)
     return rc;
-  long long deadline = sk__clock_ms() + c->opts.request_timeout_ms;
+  long long deadline = sk__clock_ms() + c->base.opts.request_timeout_ms;
   if ((rc = send_message(c, request, len, deadline)) == SK_OK &&
       (rc = recv_message(c, deadline)) == SK_OK) {
     *reply = c->msg;
@@ -333,9 +316,9 @@ int sk_tcp_client_send(sk_tcp_client *c, const char *message) {
   int rc = check_message(c, message, len);
   if (rc != SK_OK)
     return rc;
-  if (c->fd < 0 && (rc = connect_retrying(c, -1)) != SK_OK)
+  if (c->base.fd < 0 && (rc = connect_retrying(c, -1)) != SK_OK)
     return rc;
-  rc = send_message(c, message, len, sk__clock_ms() + c->opts.request_timeout_ms);
+  rc = send_message(c, message, len, sk__clock_ms() + c->base.opts.request_timeout_ms);
   if (rc != SK_OK)
     disconnect(c); /* part of a message may have left: the stream is out of step */
   return rc;
@@ -346,7 +329,7 @@ int sk_tcp_client_recv(sk_tcp_client *c, const char **message, int timeout_ms) {
     *message = NULL;
   if (!c || !message)
     return sk__fail(SK_EINVAL, 0);
-  if (c->fd < 0)
+  if (c->base.fd < 0)
     return sk__fail(SK_ESTATE, 0);
   int rc = recv_message(c, timeout_ms < 0 ? -1 : sk__clock_ms() + timeout_ms);
   if (rc == SK_OK)
@@ -366,8 +349,8 @@ int sk_tcp_client_attempts(const sk_tcp_client *c, int *attempts) {
 void sk_tcp_client_destroy(sk_tcp_client *c) {
   if (!c)
     return;
-  sk__close(c->fd);
-  free(c->address);
+  sk__close(c->base.fd);
+  free(c->base.address);
   free(c->in);
   free(c->out);
   free(c->msg);

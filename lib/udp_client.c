@@ -17,16 +17,13 @@
 #define LOOKUP_MAX_AGE_MS 60000
 
 struct sk_udp_client {
-  char *address;
-  sk_client_opts opts;
-  int fd;                 /* -1 until first needed, and after a refusal */
+  sk_client_base base;    /* first: sk__client_create fills it */
   sk_addr_list addrs;     /* from the last lookup that succeeded */
   size_t current;         /* the address fd is, or will be, connected to */
   long long looked_up_ms; /* when the name was last looked up */
   size_t refusals;        /* in a row since that lookup or the last reply */
   bool lookup_due;        /* a request failed, or every address refused */
   int attempts;           /* transmissions of the last request */
-  uint64_t rng;           /* back-off jitter */
   char *buf;              /* the last datagram received, NUL-terminated */
 };
 
@@ -54,19 +51,19 @@ static int refresh(sk_udp_client *c) {
   if (c->addrs.count > 0 && !c->lookup_due && now - c->looked_up_ms < LOOKUP_MAX_AGE_MS)
     return SK_OK;
   sk_addr_list fresh;
-  int rc = sk__resolve(c->address, SOCK_DGRAM, &fresh);
+  int rc = sk__resolve(c->base.address, SOCK_DGRAM, &fresh);
   c->looked_up_ms = now;
   c->lookup_due = false;
   c->refusals = 0;
   if (rc != SK_OK)
     return c->addrs.count > 0 ? SK_OK : rc;
   size_t keep = fresh.count;
-  for (size_t i = 0; c->fd >= 0 && i < fresh.count && keep == fresh.count; i++)
+  for (size_t i = 0; c->base.fd >= 0 && i < fresh.count && keep == fresh.count; i++)
     if (same_addr(&fresh.items[i], &c->addrs.items[c->current]))
       keep = i;
-  if (c->fd >= 0 && keep == fresh.count) {
-    sk__close(c->fd);
-    c->fd = -1;
+  if (c->base.fd >= 0 && keep == fresh.count) {
+    sk__close(c->base.fd);
+    c->base.fd = -1;
   }
   c->addrs = fresh;
   c->current = keep < fresh.count ? keep : 0;
@@ -93,7 +90,7 @@ static int open_socket(sk_udp_client *c) {
     rc = sk__fail(SK_ECONNECT, errno);
     goto fail;
   }
-  c->fd = fd;
+  c->base.fd = fd;
   return SK_OK;
 fail:
   sk__close(fd);
@@ -106,11 +103,11 @@ fail:
 static void refused(sk_udp_client *c) {
   if (sk__log_enabled(SK_LOG_INFO)) {
     int os_error = sk_last_os_error();
-    sk__log(SK_LOG_INFO, "udp client: %s refused a datagram: %s", c->address,
+    sk__log(SK_LOG_INFO, "udp client: %s refused a datagram: %s", c->base.address,
             os_error ? strerror(os_error) : "cannot connect");
   }
-  sk__close(c->fd);
-  c->fd = -1;
+  sk__close(c->base.fd);
+  c->base.fd = -1;
   if (c->addrs.count > 0)
     c->current = (c->current + 1) % c->addrs.count;
   if (++c->refusals >= c->addrs.count)
@@ -122,10 +119,10 @@ static void refused(sk_udp_client *c) {
  * one. */
 static int transmit(sk_udp_client *c, const char *m, size_t len) {
   int rc;
-  if ((rc = refresh(c)) != SK_OK || (c->fd < 0 && (rc = open_socket(c)) != SK_OK))
+  if ((rc = refresh(c)) != SK_OK || (c->base.fd < 0 && (rc = open_socket(c)) != SK_OK))
     return rc;
   for (;;) {
-    if (send(c->fd, m, len, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+    if (send(c->base.fd, m, len, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
       return SK_OK;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
       return SK_OK;
@@ -144,7 +141,7 @@ static int transmit(sk_udp_client *c, const char *m, size_t len) {
 static int drain(sk_udp_client *c) {
   char sink[64]; /* without MSG_TRUNC the rest of a longer datagram is dropped */
   for (;;) {
-    if (recv(c->fd, sink, sizeof sink, MSG_DONTWAIT) >= 0)
+    if (recv(c->base.fd, sink, sizeof sink, MSG_DONTWAIT) >= 0)
       continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK)
       return SK_OK;
@@ -160,14 +157,14 @@ static int receive(sk_udp_client *c, long long deadline) {
    * request pointing into it (a previous reply) is being sent. */
   if (!c->buf && !(c->buf = malloc(SK__UDP_MAX_PAYLOAD + 1)))
     return sk__fail(SK_ENOMEM, ENOMEM);
-  size_t max = (size_t)c->opts.max_message;
+  size_t max = (size_t)c->base.opts.max_message;
   for (;;) {
-    int ready = sk__wait_fd(c->fd, POLLIN, -1, deadline);
+    int ready = sk__wait_fd(c->base.fd, POLLIN, -1, deadline);
     if (ready <= 0)
       return ready == 0 ? sk__fail(SK_ETIMEDOUT, 0) : sk__fail(SK_EREAD, errno);
     /* With MSG_TRUNC recv returns the datagram's whole length, so a reply
      * that did not fit is reported instead of passed on cut short. */
-    ssize_t n = recv(c->fd, c->buf, max, MSG_TRUNC | MSG_DONTWAIT);
+    ssize_t n = recv(c->base.fd, c->buf, max, MSG_TRUNC | MSG_DONTWAIT);
     if (n >= 0) {
       if ((size_t)n > max)
         return sk__fail(SK_EMSGSIZE, 0);
@@ -190,24 +187,24 @@ static int receive(sk_udp_client *c, long long deadline) {
  * waits for its time. */
 static int exchange(sk_udp_client *c, const char *m, size_t len) {
   int rc;
-  if (c->fd >= 0 && (rc = drain(c)) != SK_OK)
+  if (c->base.fd >= 0 && (rc = drain(c)) != SK_OK)
     return rc;
   long long now = sk__clock_ms();
-  long long deadline = now + c->opts.request_timeout_ms, next = now;
+  long long deadline = now + c->base.opts.request_timeout_ms, next = now;
   size_t refusals = 0;
   rc = SK_ETIMEDOUT; /* what to report if the time runs out */
   c->attempts = 0;
   while (now < deadline) {
     int r = SK_ETIMEDOUT;
-    if (now >= next && c->attempts < c->opts.attempts) {
+    if (now >= next && c->attempts < c->base.opts.attempts) {
       c->attempts++;
-      next = now + sk__retry_pause(&c->opts, c->attempts, &c->rng);
+      next = now + sk__retry_pause(&c->base.opts, c->attempts, &c->base.rng);
       if ((r = transmit(c, m, len)) != SK_OK && r != SK_ECONNECT)
         return r;
       rc = r == SK_OK ? SK_ETIMEDOUT : r;
     }
-    if (r != SK_ECONNECT && c->fd >= 0) {
-      long long until = c->attempts < c->opts.attempts && next < deadline ? next : deadline;
+    if (r != SK_ECONNECT && c->base.fd >= 0) {
+      long long until = c->attempts < c->base.opts.attempts && next < deadline ? next : deadline;
       if ((r = receive(c, until)) == SK_OK)
         return SK_OK;
       if (r != SK_ETIMEDOUT && r != SK_ECONNECT)
@@ -217,7 +214,7 @@ static int exchange(sk_udp_client *c, const char *m, size_t len) {
     }
     if (r == SK_ECONNECT) {
       refused(c);
-      if (c->attempts >= c->opts.attempts)
+      if (c->attempts >= c->base.opts.attempts)
         break; /* refused for the last time: no reply can come */
       size_t naddrs = c->addrs.count ? c->addrs.count : 1;
       if (++refusals % naddrs != 0)
@@ -231,35 +228,19 @@ static int exchange(sk_udp_client *c, const char *m, size_t len) {
 }
 
 int sk_udp_client_create(sk_udp_client **out, const char *address) {
-  if (!out)
-    return sk__fail(SK_EINVAL, 0);
-  *out = NULL;
-  if (!address)
-    return sk__fail(SK_EINVAL, 0);
-  if (sk__resolve_check(address) != 0)
-    return sk__fail(SK_EADDR, 0);
-  sk_udp_client *c = calloc(1, sizeof *c);
-  if (!c || !(c->address = strdup(address))) {
-    free(c);
-    return sk__fail(SK_ENOMEM, ENOMEM);
-  }
-  sk__client_opts_init(&c->opts, SK_CLIENT_UDP);
-  c->fd = -1;
-  c->rng = sk__client_seed(c);
-  *out = c;
-  return SK_OK;
+  return sk__client_create((void **)out, sizeof **out, address, SK_CLIENT_UDP);
 }
 
 int sk_udp_client_set(sk_udp_client *c, int option, long long value) {
   if (!c)
     return sk__fail(SK_EINVAL, 0);
-  return sk__client_opt_set(&c->opts, SK_CLIENT_UDP, option, value, true);
+  return sk__client_opt_set(&c->base.opts, SK_CLIENT_UDP, option, value, true);
 }
 
 int sk_udp_client_get(const sk_udp_client *c, int option, long long *value) {
   if (!c || !value)
     return sk__fail(SK_EINVAL, 0);
-  return sk__client_opt_get(&c->opts, SK_CLIENT_UDP, option, value);
+  return sk__client_opt_get(&c->base.opts, SK_CLIENT_UDP, option, value);
 }
 
 int sk_udp_client_request(sk_udp_client *c, const char *request, const char **reply) {
@@ -268,7 +249,7 @@ int sk_udp_client_request(sk_udp_client *c, const char *request, const char **re
   if (!c || !request || !reply)
     return sk__fail(SK_EINVAL, 0);
   size_t len = strlen(request);
-  if (len > (size_t)c->opts.max_message)
+  if (len > (size_t)c->base.opts.max_message)
     return sk__fail(SK_EMSGSIZE, 0);
   int rc = exchange(c, request, len);
   if (rc == SK_OK)
@@ -282,7 +263,7 @@ int sk_udp_client_send(sk_udp_client *c, const char *message) {
   if (!c || !message)
     return sk__fail(SK_EINVAL, 0);
   size_t len = strlen(message);
-  if (len > (size_t)c->opts.max_message)
+  if (len > (size_t)c->base.opts.max_message)
     return sk__fail(SK_EMSGSIZE, 0);
   int rc = transmit(c, message, len);
   if (rc == SK_ECONNECT)
@@ -295,7 +276,7 @@ int sk_udp_client_recv(sk_udp_client *c, const char **message, int timeout_ms) {
     *message = NULL;
   if (!c || !message)
     return sk__fail(SK_EINVAL, 0);
-  if (c->fd < 0)
+  if (c->base.fd < 0)
     return sk__fail(SK_ESTATE, 0);
   int rc = receive(c, timeout_ms < 0 ? -1 : sk__clock_ms() + timeout_ms);
   if (rc == SK_OK)
@@ -313,8 +294,8 @@ int sk_udp_client_attempts(const sk_udp_client *c, int *attempts) {
 void sk_udp_client_destroy(sk_udp_client *c) {
   if (!c)
     return;
-  sk__close(c->fd);
-  free(c->address);
+  sk__close(c->base.fd);
+  free(c->base.address);
   free(c->buf);
   free(c);
 }
