@@ -9,8 +9,8 @@
 
 #define STATS_SIZE (SK_SERVER_STAT_COUNT * sizeof(_Atomic uint64_t))
 
-int sk__server_init(sk_server *s, const sk_server_ops *ops, const char *address, sk_service service,
-                    void *user) {
+static int init(sk_server *s, const sk_server_ops *ops, const char *address, sk_service service,
+                void *user) {
   int rc = sk__addr_parse(&s->addr, address);
   if (rc != 0)
     return sk__fail(rc, 0);
@@ -28,6 +28,25 @@ int sk__server_init(sk_server *s, const sk_server_ops *ops, const char *address,
     return rc;
   }
   pthread_mutex_init(&s->life_lock, NULL);
+  return SK_OK;
+}
+
+int sk__server_create(void **out, size_t size, const sk_server_ops *ops, const char *address,
+                      sk_service service, void *user) {
+  if (!out)
+    return sk__fail(SK_EINVAL, 0);
+  *out = NULL;
+  if (!address || !service)
+    return sk__fail(SK_EINVAL, 0);
+  sk_server *s = calloc(1, size);
+  if (!s)
+    return sk__fail(SK_ENOMEM, ENOMEM);
+  int rc = init(s, ops, address, service, user);
+  if (rc != SK_OK) {
+    free(s);
+    return rc;
+  }
+  *out = s;
   return SK_OK;
 }
 

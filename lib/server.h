@@ -104,12 +104,12 @@ struct sk_server {
   _Atomic uint64_t *stats;
 };
 
-/* Set up the core of a server whose struct begins with it, allocated
- * zeroed with calloc: parse `address`, make the stop descriptor and the
- * counters. Options keep the zeroes the caller then replaces with its
- * defaults. On failure nothing is left to free but the struct. */
-int sk__server_init(sk_server *s, const sk_server_ops *ops, const char *address, sk_service service,
-                    void *user);
+/* The checks and allocation of both constructors: *out receives a zeroed
+ * server of `size` bytes that begins with its core, for `address` (parsed),
+ * with the stop descriptor and the counters made. Options keep the zeroes
+ * the caller then replaces with its defaults. */
+int sk__server_create(void **out, size_t size, const sk_server_ops *ops, const char *address,
+                      sk_service service, void *user);
 
 static inline void sk__server_count(sk_server *s, int stat, uint64_t n) {
   atomic_fetch_add_explicit(&s->stats[stat], n, memory_order_relaxed);

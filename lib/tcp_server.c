@@ -30,19 +30,10 @@ static const sk_server_ops tcp_ops = {
 };
 
 int sk_tcp_server_create(sk_tcp_server **out, const char *address, sk_service service, void *user) {
-  if (!out)
-    return sk__fail(SK_EINVAL, 0);
-  *out = NULL;
-  if (!address || !service)
-    return sk__fail(SK_EINVAL, 0);
-  sk_tcp_server *srv = calloc(1, sizeof *srv);
-  if (!srv)
-    return sk__fail(SK_ENOMEM, ENOMEM);
-  int rc = sk__server_init(&srv->core, &tcp_ops, address, service, user);
-  if (rc != SK_OK) {
-    free(srv);
+  int rc = sk__server_create((void **)out, sizeof **out, &tcp_ops, address, service, user);
+  if (rc != SK_OK)
     return rc;
-  }
+  sk_tcp_server *srv = *out;
   srv->core.max_message = 65536;
   srv->core.model = SK_MODEL_EVENT_LOOP;
   srv->core.io_threads = 1;
@@ -55,7 +46,6 @@ int sk_tcp_server_create(sk_tcp_server **out, const char *address, sk_service se
   srv->max_buffered = 256LL << 20;
   srv->max_inflight = 16;
   pthread_mutex_init(&srv->threads_lock, NULL);
-  *out = srv;
   return SK_OK;
 }
 

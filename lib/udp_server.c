@@ -121,24 +121,14 @@ static const sk_server_ops udp_ops = {
 };
 
 int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service service, void *user) {
-  if (!out)
-    return sk__fail(SK_EINVAL, 0);
-  *out = NULL;
-  if (!address || !service)
-    return sk__fail(SK_EINVAL, 0);
-  sk_udp_server *srv = calloc(1, sizeof *srv);
-  if (!srv)
-    return sk__fail(SK_ENOMEM, ENOMEM);
-  int rc = sk__server_init(&srv->core, &udp_ops, address, service, user);
-  if (rc != SK_OK) {
-    free(srv);
+  int rc = sk__server_create((void **)out, sizeof **out, &udp_ops, address, service, user);
+  if (rc != SK_OK)
     return rc;
-  }
+  sk_udp_server *srv = *out;
   srv->core.max_message = SK__UDP_MAX_PAYLOAD;
   srv->core.model = SK_MODEL_EVENT_LOOP;
   srv->core.io_threads = 1;
   srv->core.drain_timeout_ms = 5000;
-  *out = srv;
   return SK_OK;
 }
 
