@@ -703,10 +703,6 @@ static void resume_listener(sk_tcp_io *io) {
 static void add_connection(sk_tcp_io *io, int fd, const struct sockaddr_storage *peer,
                            socklen_t peer_len) {
   sk_tcp_server *srv = io->srv;
-  if (srv->nodelay) {
-    int on = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-  }
   bool tables = !peer || grow_fifos(io, fd);
   sk_conn *c = tables ? sk__conn_open(&io->conns, fd) : NULL;
   if (!c || sk__loop_add(&io->loop, fd, EPOLLIN, (uint64_t)fd) != 0) {
@@ -755,6 +751,11 @@ static void accept_some(sk_tcp_io *io) {
       continue;
     }
     sk__tcp_count(srv, SK_STAT_CONNECTIONS_ACCEPTED, 1);
+    /* Replies must not wait for Nagle, in every model. */
+    if (srv->nodelay) {
+      int on = 1;
+      (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    }
     model->accepted(io, fd, keep_peer ? &peer : NULL, peer_len);
   }
 }

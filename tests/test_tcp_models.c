@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -241,6 +242,52 @@ START_TEST(test_peer_address_every_model) {
                   (int)want_len[c], got, want[c]);
     close(fds[c]);
   }
+  run_stop(&r);
+}
+END_TEST
+
+/* Replies "1" if the socket the request came in on has TCP_NODELAY set,
+ * "0" if not: the service finds its own connection among the process's
+ * descriptors as the stream socket whose peer is the request's sender. */
+static const char *nodelay_service(const char *request, void *user) {
+  (void)request;
+  (void)user;
+  socklen_t want_len = 0;
+  const struct sockaddr *want = sk_peer_sockaddr(&want_len);
+  if (!want)
+    return "no peer";
+  for (int fd = 0; fd < 4096; fd++) {
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    int type = 0;
+    socklen_t tlen = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_STREAM ||
+        getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || len != want_len ||
+        memcmp(&peer, want, len) != 0)
+      continue;
+    int on = 0;
+    socklen_t olen = sizeof on;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &olen) != 0)
+      return "getsockopt failed";
+    return on ? "1" : "0";
+  }
+  return "not found";
+}
+
+/* The README promises replies that never wait for Nagle: every model sets
+ * TCP_NODELAY on its connections. */
+START_TEST(test_nodelay_every_model) {
+  const model_config *cfg = &configs[_i];
+  running r;
+  run_start(&r, cfg, server_for(cfg, "127.0.0.1:0", nodelay_service));
+  int fd = sk_test_tcp_connect(r.address);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(sk_test_send_all(fd, "q\n", 2), 0);
+  char got[64] = {0};
+  ssize_t n = sk_test_read_exact(fd, got, 2, WAIT_MS);
+  ck_assert_msg(n == 2 && memcmp(got, "1\n", 2) == 0, "%s: TCP_NODELAY: got '%.*s'", cfg->name,
+                n > 0 ? (int)n : 0, got);
+  close(fd);
   run_stop(&r);
 }
 END_TEST
@@ -915,6 +962,7 @@ static Suite *models_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_loop_test(tc, test_conformance_every_model, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_peer_address_every_model, 0, NCONFIGS);
+  tcase_add_loop_test(tc, test_nodelay_every_model, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_start_stop_destroy_every_model, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_reply_free_once_per_reply, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_idle_timeout_closes_silent_and_trickling_clients, 0, NCONFIGS);
