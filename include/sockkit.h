@@ -134,6 +134,12 @@ SK_API int sk_last_os_error(void);
  * messages, closed connections, failed system calls. The library never writes
  * to stdout. By default, messages at ::SK_LOG_WARN and more severe go to
  * stderr as one line each, prefixed "sockkit: ".
+ *
+ * A constructor or setter that returns ::SK_EINVAL, ::SK_ESTATE or
+ * ::SK_EADDR also logs one ::SK_LOG_WARN line that names the function, the
+ * argument or option, the value and the rule it broke, e.g.
+ * "sk_tcp_server_set: SK_OPT_OUTPUT_HIGH_WATER=100: below the minimum 1024
+ * (range 1024..1073741824)".
  * @{
  */
 
@@ -290,9 +296,11 @@ typedef enum sk_option {
   SK_OPT_WORKERS = 8,
   /** Event-loop threads, each with its own SO_REUSEPORT socket on the same
    *  port; default 1; 0 means the number of online CPUs; range 0..256.
-   *  ::SK_MODEL_PROCESS_PER_CONNECTION requires 1. A UNIX path cannot be
-   *  bound twice, so there the threads share one socket (UDP: datagrams of
-   *  one sender may then be served out of order). */
+   *  ::SK_MODEL_PROCESS_PER_CONNECTION requires 1: setting another value
+   *  with that model, or that model with another value, is ::SK_EINVAL.
+   *  A UNIX path cannot be bound twice, so there the threads share one
+   *  socket (UDP: datagrams of one sender may then be served out of
+   *  order). */
   SK_OPT_IO_THREADS = 9,
   /** TCP only: most connections open at once; one more is accepted and
    *  closed at once (::SK_STAT_CONNECTIONS_REJECTED); default 0, meaning

@@ -13,8 +13,7 @@
 #include <unistd.h>
 
 /* One table per client: the options each takes, and their ranges. */
-#define OPT(name, field, lo, hi)                                                                   \
-  { name, offsetof(sk_client_opts, field), lo, hi }
+#define OPT(name, field, lo, hi) SK__OPTION(sk_client_opts, name, field, lo, hi)
 static const sk_option_def tcp_client_options[] = {
     OPT(SK_OPT_MAX_MESSAGE, max_message, 1, 64LL << 20),
     OPT(SK_OPT_FRAMING, framing, SK_FRAME_LINE, SK_FRAME_RAW),
@@ -47,18 +46,21 @@ void sk__client_opts_init(sk_client_opts *o, int kind) {
   o->request_timeout_ms = 5000;
 }
 
-int sk__client_opt_set(sk_client_opts *o, int kind, int option, long long value, bool settable) {
+int sk__client_opt_set(sk_client_opts *o, int kind, int option, long long value,
+                       const char *locked) {
   if (kind == SK_CLIENT_UDP)
     return sk__option_set(o, udp_client_options, SK__COUNT(udp_client_options), option, value,
-                          settable);
-  return sk__option_set(o, tcp_client_options, SK__COUNT(tcp_client_options), option, value,
-                        settable);
+                          locked, "sk_udp_client_set");
+  return sk__option_set(o, tcp_client_options, SK__COUNT(tcp_client_options), option, value, locked,
+                        "sk_tcp_client_set");
 }
 
 int sk__client_opt_get(const sk_client_opts *o, int kind, int option, long long *value) {
   if (kind == SK_CLIENT_UDP)
-    return sk__option_get(o, udp_client_options, SK__COUNT(udp_client_options), option, value);
-  return sk__option_get(o, tcp_client_options, SK__COUNT(tcp_client_options), option, value);
+    return sk__option_get(o, udp_client_options, SK__COUNT(udp_client_options), option, value,
+                          "sk_udp_client_get");
+  return sk__option_get(o, tcp_client_options, SK__COUNT(tcp_client_options), option, value,
+                        "sk_tcp_client_get");
 }
 
 /* splitmix64: tiny, and good enough to spread retries; nothing here needs
@@ -93,13 +95,22 @@ long long sk__retry_pause(const sk_client_opts *o, int retry, uint64_t *rng) {
 }
 
 int sk__client_create(void **out, size_t size, const char *address, int kind) {
-  if (!out)
+  const char *call = kind == SK_CLIENT_UDP ? "sk_udp_client_create" : "sk_tcp_client_create";
+  if (!out || !address) {
+    sk__log(SK_LOG_WARN, "%s: %s is NULL", call, !out ? "out" : "address");
+    if (out)
+      *out = NULL;
     return sk__fail(SK_EINVAL, 0);
+  }
   *out = NULL;
-  if (!address)
-    return sk__fail(SK_EINVAL, 0);
-  if (sk__resolve_check(address) != 0)
+  if (sk__resolve_check(address) != 0) {
+    sk__log(SK_LOG_WARN,
+            "%s: address \"%.200s\": not an address; the forms are \"HOST:PORT\" (a name or "
+            "a number), \"[IPv6]:PORT\", \"unix:/path\" and \"unix:@name\", with a port of "
+            "1 to 65535",
+            call, address);
     return sk__fail(SK_EADDR, 0);
+  }
   sk_client_base *c = calloc(1, size);
   if (!c || !(c->address = strdup(address))) {
     free(c);

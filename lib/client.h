@@ -22,8 +22,9 @@ void sk__client_opts_init(sk_client_opts *o, int kind);
 
 /* Set or read an option through the table of `kind`, as sk__option_set and
  * sk__option_get do: SK_EINVAL for an option that does not apply or a value
- * out of range, SK_ESTATE for a valid set while !settable. */
-int sk__client_opt_set(sk_client_opts *o, int kind, int option, long long value, bool settable);
+ * out of range, SK_ESTATE for a valid set while `locked` (the rule, logged). */
+int sk__client_opt_set(sk_client_opts *o, int kind, int option, long long value,
+                       const char *locked);
 int sk__client_opt_get(const sk_client_opts *o, int kind, int option, long long *value);
 
 /* A seed for sk__retry_pause's generator, different per client and per

@@ -132,16 +132,22 @@ int sk__wait_fd(int fd, short events, int stopfd, int64_t deadline);
  * the range it accepts. Objects keep a static table of these. */
 typedef struct sk_option_def {
   int option;
+  const char *name; /* "SK_OPT_...", for the log line a bad value gets */
   size_t offset;
   long long min, max;
 } sk_option_def;
+#define SK__OPTION(type, option, field, lo, hi)                                                    \
+  { option, #option, offsetof(type, field), lo, hi }
 
 /* Set or read an option through a table. Unknown options and values out of
- * range are SK_EINVAL; a valid set while !settable is SK_ESTATE. */
+ * range are SK_EINVAL; a valid set while `locked` (the rule that forbids
+ * it, NULL when the option may be set) is SK_ESTATE. Each refusal logs one
+ * warning naming `call` (the public function), the option, the value and
+ * the rule it broke. */
 int sk__option_set(void *obj, const sk_option_def *defs, size_t n, int option, long long value,
-                   bool settable);
+                   const char *locked, const char *call);
 int sk__option_get(const void *obj, const sk_option_def *defs, size_t n, int option,
-                   long long *value);
+                   long long *value, const char *call);
 #define SK__COUNT(array) (sizeof(array) / sizeof((array)[0]))
 
 /* Socket settings applied before bind(). Zero values keep system defaults. */

@@ -53,8 +53,11 @@ void sk_set_log_handler(sk_log_fn fn, void *user) {
 }
 
 int sk_set_log_level(int level) {
-  if (level < SK_LOG_ERROR || level > SK_LOG_DEBUG)
+  if (level < SK_LOG_ERROR || level > SK_LOG_DEBUG) {
+    sk__log(SK_LOG_WARN,
+            "sk_set_log_level: level %d: not one of SK_LOG_ERROR (0) to SK_LOG_DEBUG (3)", level);
     return sk__fail(SK_EINVAL, 0);
+  }
   atomic_store_explicit(&max_level, level, memory_order_relaxed);
   return SK_OK;
 }

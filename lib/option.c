@@ -13,21 +13,33 @@ static const sk_option_def *find(const sk_option_def *defs, size_t n, int option
 }
 
 int sk__option_set(void *obj, const sk_option_def *defs, size_t n, int option, long long value,
-                   bool settable) {
+                   const char *locked, const char *call) {
   const sk_option_def *d = find(defs, n, option);
-  if (!d || value < d->min || value > d->max)
+  if (!d) {
+    sk__log(SK_LOG_WARN, "%s: option %d: not an option of this object", call, option);
     return sk__fail(SK_EINVAL, 0);
-  if (!settable)
+  }
+  if (value < d->min || value > d->max) {
+    sk__log(SK_LOG_WARN, "%s: %s=%lld: %s %lld (range %lld..%lld)", call, d->name, value,
+            value < d->min ? "below the minimum" : "above the maximum",
+            value < d->min ? d->min : d->max, d->min, d->max);
+    return sk__fail(SK_EINVAL, 0);
+  }
+  if (locked) {
+    sk__log(SK_LOG_WARN, "%s: %s=%lld: %s", call, d->name, value, locked);
     return sk__fail(SK_ESTATE, 0);
+  }
   memcpy((char *)obj + d->offset, &value, sizeof value);
   return SK_OK;
 }
 
 int sk__option_get(const void *obj, const sk_option_def *defs, size_t n, int option,
-                   long long *value) {
+                   long long *value, const char *call) {
   const sk_option_def *d = find(defs, n, option);
-  if (!d)
+  if (!d) {
+    sk__log(SK_LOG_WARN, "%s: option %d: not an option of this object", call, option);
     return sk__fail(SK_EINVAL, 0);
+  }
   memcpy(value, (const char *)obj + d->offset, sizeof *value);
   return SK_OK;
 }

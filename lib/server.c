@@ -9,11 +9,35 @@
 
 #define STATS_SIZE (SK_SERVER_STAT_COUNT * sizeof(_Atomic uint64_t))
 
+/* The warning a malformed server address gets: what was wrong, and the
+ * forms that are right. A host name gets its own: servers bind to an
+ * interface's address, and a name may stand for several or move. */
+static void explain_address(const char *transport, const char *address) {
+  const char *colon = strrchr(address, ':');
+  size_t host = colon ? (size_t)(colon - address) : 0;
+  bool named = !sk__addr_is_unix_text(address) && host > 0 && address[0] != '[' &&
+               strspn(address, "0123456789.") < host;
+  if (named)
+    sk__log(SK_LOG_WARN,
+            "sk_%s_server_create: address \"%.200s\": a host name; servers take numeric "
+            "addresses only (\"127.0.0.1:8848\", \"[::1]:8848\", or \":8848\" for every "
+            "interface) and look no names up",
+            transport, address);
+  else
+    sk__log(SK_LOG_WARN,
+            "sk_%s_server_create: address \"%.200s\": not an address; the forms are "
+            "\"127.0.0.1:8848\", \"[::1]:8848\", \":8848\" or \"8848\" (every interface), "
+            "\"unix:/path\" and \"unix:@name\", with a port of 0 to 65535",
+            transport, address);
+}
+
 static int init(sk_server *s, const sk_server_ops *ops, const char *address, sk_service service,
                 void *user) {
   int rc = sk__addr_parse(&s->addr, address);
-  if (rc != 0)
+  if (rc != 0) {
+    explain_address(ops->name, address);
     return sk__fail(rc, 0);
+  }
   s->ops = ops;
   s->service = service;
   s->user = user;
@@ -33,11 +57,16 @@ static int init(sk_server *s, const sk_server_ops *ops, const char *address, sk_
 
 int sk__server_create(void **out, size_t size, const sk_server_ops *ops, const char *address,
                       sk_service service, void *user) {
-  if (!out)
+  if (!out || !address || !service) {
+    sk__log(SK_LOG_WARN, "sk_%s_server_create: %s is NULL", ops->name,
+            !out       ? "out"
+            : !address ? "address"
+                       : "service");
+    if (out)
+      *out = NULL;
     return sk__fail(SK_EINVAL, 0);
+  }
   *out = NULL;
-  if (!address || !service)
-    return sk__fail(SK_EINVAL, 0);
   sk_server *s = calloc(1, size);
   if (!s)
     return sk__fail(SK_ENOMEM, ENOMEM);
@@ -158,8 +187,13 @@ int sk__server_address(const sk_server *s, char *buf, size_t size) {
 }
 
 int sk__server_set_reply_free(sk_server *s, sk_reply_free fn) {
-  if (s->state != SK_SERVER_CREATED)
+  if (s->state != SK_SERVER_CREATED) {
+    sk__log(SK_LOG_WARN,
+            "sk_%s_server_set_reply_free: the reply free function is set before "
+            "listen, and this server has listened already",
+            s->ops->name);
     return sk__fail(SK_ESTATE, 0);
+  }
   s->reply_free = fn;
   return SK_OK;
 }

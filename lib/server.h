@@ -115,6 +115,10 @@ static inline void sk__server_count(sk_server *s, int stat, uint64_t n) {
   atomic_fetch_add_explicit(&s->stats[stat], n, memory_order_relaxed);
 }
 
+/* Why a server's options and reply-free function are refused after
+ * listen, for its log line. */
+#define SK__SERVER_LOCKED "options are set before listen, and this server has listened already"
+
 /* The public functions of both transports, after their argument checks. */
 int sk__server_listen(sk_server *s);
 int sk__server_run(sk_server *s);

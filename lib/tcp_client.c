@@ -267,7 +267,8 @@ int sk_tcp_client_set(sk_tcp_client *c, int option, long long value) {
     return sk__fail(SK_EINVAL, 0);
   /* The bytes already received were framed the old way. */
   bool settable = option != SK_OPT_FRAMING || c->base.fd < 0;
-  return sk__client_opt_set(&c->base.opts, SK_CLIENT_TCP, option, value, settable);
+  return sk__client_opt_set(&c->base.opts, SK_CLIENT_TCP, option, value,
+                            settable ? NULL : "the framing cannot change while connected");
 }
 
 int sk_tcp_client_get(const sk_tcp_client *c, int option, long long *value) {

@@ -50,8 +50,7 @@ int sk_tcp_server_create(sk_tcp_server **out, const char *address, sk_service se
 }
 
 /* The options that apply to TCP. */
-#define OPT(name, field, lo, hi)                                                                   \
-  { name, offsetof(sk_tcp_server, field), lo, hi }
+#define OPT(name, field, lo, hi) SK__OPTION(sk_tcp_server, name, field, lo, hi)
 static const sk_option_def tcp_options[] = {
     OPT(SK_OPT_MAX_MESSAGE, core.max_message, 1, 64LL << 20),
     OPT(SK_OPT_REUSEPORT, core.reuseport, 0, 1),
@@ -72,17 +71,42 @@ static const sk_option_def tcp_options[] = {
 };
 #undef OPT
 
+/* The process model forks from its one event loop: it and more than one
+ * I/O thread exclude each other, whichever is set first. */
+static bool model_conflict(const sk_tcp_server *srv, int option, long long value) {
+  long long model = option == SK_OPT_MODEL ? value : srv->core.model;
+  long long nio = option == SK_OPT_IO_THREADS ? value : srv->core.io_threads;
+  if ((option != SK_OPT_MODEL && option != SK_OPT_IO_THREADS) ||
+      model != SK_MODEL_PROCESS_PER_CONNECTION || nio == 1 || srv->core.state != SK_SERVER_CREATED)
+    return false;
+  if (option == SK_OPT_MODEL)
+    sk__log(SK_LOG_WARN,
+            "sk_tcp_server_set: SK_OPT_MODEL=%lld (SK_MODEL_PROCESS_PER_CONNECTION): needs "
+            "SK_OPT_IO_THREADS=1, and it is %lld: the process model forks from one event loop",
+            value, nio);
+  else
+    sk__log(SK_LOG_WARN,
+            "sk_tcp_server_set: SK_OPT_IO_THREADS=%lld: SK_MODEL_PROCESS_PER_CONNECTION is set, "
+            "which forks from one event loop: only 1 is allowed",
+            value);
+  return true;
+}
+
 int sk_tcp_server_set(sk_tcp_server *srv, int option, long long value) {
   if (!srv)
     return sk__fail(SK_EINVAL, 0);
+  if (model_conflict(srv, option, value))
+    return sk__fail(SK_EINVAL, 0);
   return sk__option_set(srv, tcp_options, SK__COUNT(tcp_options), option, value,
-                        srv->core.state == SK_SERVER_CREATED);
+                        srv->core.state == SK_SERVER_CREATED ? NULL : SK__SERVER_LOCKED,
+                        "sk_tcp_server_set");
 }
 
 int sk_tcp_server_get(const sk_tcp_server *srv, int option, long long *value) {
   if (!srv || !value)
     return sk__fail(SK_EINVAL, 0);
-  return sk__option_get(srv, tcp_options, SK__COUNT(tcp_options), option, value);
+  return sk__option_get(srv, tcp_options, SK__COUNT(tcp_options), option, value,
+                        "sk_tcp_server_get");
 }
 
 int sk_tcp_server_set_reply_free(sk_tcp_server *srv, sk_reply_free fn) {
@@ -91,20 +115,10 @@ int sk_tcp_server_set_reply_free(sk_tcp_server *srv, sk_reply_free fn) {
   return sk__server_set_reply_free(&srv->core, fn);
 }
 
-/* The process model forks from its one event loop. */
-static int check_model(const sk_tcp_server *srv) {
-  int nio = srv->core.io_threads ? (int)srv->core.io_threads : sk__cpu_count();
-  if (srv->core.state == SK_SERVER_CREATED && srv->core.model == SK_MODEL_PROCESS_PER_CONNECTION &&
-      nio != 1)
-    return sk__fail(SK_EINVAL, 0);
-  return SK_OK;
-}
-
 int sk_tcp_server_listen(sk_tcp_server *srv) {
   if (!srv)
     return sk__fail(SK_EINVAL, 0);
-  int rc = check_model(srv);
-  return rc == SK_OK ? sk__server_listen(&srv->core) : rc;
+  return sk__server_listen(&srv->core);
 }
 
 int sk_tcp_server_port(const sk_tcp_server *srv, int *port) {
@@ -122,15 +136,13 @@ int sk_tcp_server_address(const sk_tcp_server *srv, char *buf, size_t size) {
 int sk_tcp_server_run(sk_tcp_server *srv) {
   if (!srv)
     return sk__fail(SK_EINVAL, 0);
-  int rc = check_model(srv);
-  return rc == SK_OK ? sk__server_run(&srv->core) : rc;
+  return sk__server_run(&srv->core);
 }
 
 int sk_tcp_server_start(sk_tcp_server *srv) {
   if (!srv)
     return sk__fail(SK_EINVAL, 0);
-  int rc = check_model(srv);
-  return rc == SK_OK ? sk__server_start(&srv->core) : rc;
+  return sk__server_start(&srv->core);
 }
 
 int sk_tcp_server_stop(sk_tcp_server *srv) {

@@ -133,8 +133,7 @@ int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service se
 }
 
 /* The options that apply to UDP. */
-#define OPT(name, field, lo, hi)                                                                   \
-  { name, offsetof(sk_udp_server, core.field), lo, hi }
+#define OPT(name, field, lo, hi) SK__OPTION(sk_udp_server, name, core.field, lo, hi)
 static const sk_option_def udp_options[] = {
     OPT(SK_OPT_MAX_MESSAGE, max_message, 1, SK__UDP_MAX_PAYLOAD),
     OPT(SK_OPT_REUSEPORT, reuseport, 0, 1),
@@ -152,13 +151,15 @@ int sk_udp_server_set(sk_udp_server *srv, int option, long long value) {
   if (!srv)
     return sk__fail(SK_EINVAL, 0);
   return sk__option_set(srv, udp_options, SK__COUNT(udp_options), option, value,
-                        srv->core.state == SK_SERVER_CREATED);
+                        srv->core.state == SK_SERVER_CREATED ? NULL : SK__SERVER_LOCKED,
+                        "sk_udp_server_set");
 }
 
 int sk_udp_server_get(const sk_udp_server *srv, int option, long long *value) {
   if (!srv || !value)
     return sk__fail(SK_EINVAL, 0);
-  return sk__option_get(srv, udp_options, SK__COUNT(udp_options), option, value);
+  return sk__option_get(srv, udp_options, SK__COUNT(udp_options), option, value,
+                        "sk_udp_server_get");
 }
 
 int sk_udp_server_set_reply_free(sk_udp_server *srv, sk_reply_free fn) {

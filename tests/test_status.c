@@ -129,6 +129,76 @@ START_TEST(test_log_handler_and_level) {
 }
 END_TEST
 
+/* One refused call: exactly one warning, and it contains every piece. */
+#define EXPECT_WARNING(c, call_rc, want_rc, ...)                                                   \
+  do {                                                                                             \
+    (c)->calls = 0;                                                                                \
+    (c)->message[0] = '\0';                                                                        \
+    ck_assert_int_eq((call_rc), (want_rc));                                                        \
+    ck_assert_msg((c)->calls == 1, "%d log lines for a refused call", (c)->calls);                 \
+    ck_assert_int_eq((c)->level, SK_LOG_WARN);                                                     \
+    const char *pieces[] = {__VA_ARGS__};                                                          \
+    for (size_t k = 0; k < sizeof pieces / sizeof pieces[0]; k++)                                  \
+      ck_assert_msg(strstr((c)->message, pieces[k]), "'%s' not in the warning '%s'", pieces[k],    \
+                    (c)->message);                                                                 \
+  } while (0)
+
+/* Every SK_EINVAL, SK_ESTATE and SK_EADDR of a constructor or setter says
+ * in one warning which call, which argument or option, which value and
+ * which rule. */
+START_TEST(test_bad_arguments_log_one_warning) {
+  captured c = {0};
+  sk_set_log_handler(capture, &c);
+  sk_tcp_server *tcp;
+  sk_udp_server *udp;
+  sk_tcp_client *client;
+
+  EXPECT_WARNING(&c, sk_tcp_server_create(&tcp, "127.0.0.1:0", NULL, NULL), SK_EINVAL,
+                 "sk_tcp_server_create", "service is NULL");
+  EXPECT_WARNING(&c, sk_udp_server_create(NULL, "127.0.0.1:0", sk_test_echo, NULL), SK_EINVAL,
+                 "sk_udp_server_create", "out is NULL");
+  EXPECT_WARNING(&c, sk_tcp_server_create(&tcp, "127.0.0.1:99999", sk_test_echo, NULL), SK_EADDR,
+                 "sk_tcp_server_create", "\"127.0.0.1:99999\"", "not an address", "unix:/path");
+  EXPECT_WARNING(&c, sk_udp_server_create(&udp, "localhost:8848", sk_test_echo, NULL), SK_EADDR,
+                 "sk_udp_server_create", "\"localhost:8848\"", "a host name", "127.0.0.1:8848");
+  EXPECT_WARNING(&c, sk_tcp_client_create(&client, "127.0.0.1:0"), SK_EADDR, "sk_tcp_client_create",
+                 "\"127.0.0.1:0\"", "1 to 65535");
+  EXPECT_WARNING(&c, sk_set_log_level(7), SK_EINVAL, "sk_set_log_level", "level 7");
+
+  ck_assert_int_eq(sk_tcp_server_create(&tcp, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  ck_assert_int_eq(sk_udp_server_create(&udp, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  EXPECT_WARNING(&c, sk_tcp_server_set(tcp, SK_OPT_OUTPUT_HIGH_WATER, 100), SK_EINVAL,
+                 "sk_tcp_server_set", "SK_OPT_OUTPUT_HIGH_WATER=100", "below the minimum 1024");
+  EXPECT_WARNING(&c, sk_udp_server_set(udp, SK_OPT_MAX_MESSAGE, 70000), SK_EINVAL,
+                 "sk_udp_server_set", "SK_OPT_MAX_MESSAGE=70000", "above the maximum 65507");
+  EXPECT_WARNING(&c, sk_udp_server_set(udp, SK_OPT_FRAMING, SK_FRAME_LINE), SK_EINVAL,
+                 "sk_udp_server_set", "option 5", "not an option");
+  long long v;
+  EXPECT_WARNING(&c, sk_udp_server_get(udp, SK_OPT_BACKLOG, &v), SK_EINVAL, "sk_udp_server_get",
+                 "option 6");
+  ck_assert_int_eq(sk_tcp_server_set(tcp, SK_OPT_IO_THREADS, 2), SK_OK);
+  EXPECT_WARNING(&c, sk_tcp_server_set(tcp, SK_OPT_MODEL, SK_MODEL_PROCESS_PER_CONNECTION),
+                 SK_EINVAL, "sk_tcp_server_set", "SK_OPT_MODEL=3", "SK_OPT_IO_THREADS=1", "is 2");
+  ck_assert_int_eq(sk_tcp_server_set(tcp, SK_OPT_IO_THREADS, 1), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(tcp, SK_OPT_MODEL, SK_MODEL_PROCESS_PER_CONNECTION), SK_OK);
+  EXPECT_WARNING(&c, sk_tcp_server_set(tcp, SK_OPT_IO_THREADS, 4), SK_EINVAL, "sk_tcp_server_set",
+                 "SK_OPT_IO_THREADS=4", "only 1");
+
+  /* Accepted calls say nothing. */
+  c.calls = 0;
+  ck_assert_int_eq(sk_tcp_server_set(tcp, SK_OPT_BACKLOG, 5), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_listen(tcp), SK_OK);
+  ck_assert_int_eq(c.calls, 0);
+  EXPECT_WARNING(&c, sk_tcp_server_set(tcp, SK_OPT_BACKLOG, 6), SK_ESTATE, "sk_tcp_server_set",
+                 "SK_OPT_BACKLOG=6", "before listen");
+  EXPECT_WARNING(&c, sk_tcp_server_set_reply_free(tcp, free), SK_ESTATE,
+                 "sk_tcp_server_set_reply_free", "before listen");
+  sk_tcp_server_destroy(tcp);
+  sk_udp_server_destroy(udp);
+  sk_set_log_handler(NULL, NULL);
+}
+END_TEST
+
 static Suite *status_suite(void) {
   Suite *s = suite_create("status");
   TCase *tc = tcase_create("core");
@@ -139,6 +209,7 @@ static Suite *status_suite(void) {
   tcase_add_test(tc, test_version);
   tcase_add_test(tc, test_last_os_error_is_per_thread);
   tcase_add_test(tc, test_log_handler_and_level);
+  tcase_add_test(tc, test_bad_arguments_log_one_warning);
   suite_add_tcase(s, tc);
   return s;
 }

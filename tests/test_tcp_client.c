@@ -215,12 +215,12 @@ END_TEST
 START_TEST(test_exponential_backoff_with_jitter) {
   sk_client_opts o;
   sk__client_opts_init(&o, SK_CLIENT_TCP);
-  ck_assert_int_eq(sk__client_opt_set(&o, SK_CLIENT_TCP, SK_OPT_RETRY_DELAY_MS, 100, true), 0);
+  ck_assert_int_eq(sk__client_opt_set(&o, SK_CLIENT_TCP, SK_OPT_RETRY_DELAY_MS, 100, NULL), 0);
   ck_assert_int_eq(sk__retry_pause(&o, 1, &(uint64_t){1}), 100); /* fixed by default */
   ck_assert_int_eq(sk__retry_pause(&o, 7, &(uint64_t){1}), 100);
   ck_assert_int_eq(
-      sk__client_opt_set(&o, SK_CLIENT_TCP, SK_OPT_BACKOFF, SK_BACKOFF_EXPONENTIAL, true), 0);
-  ck_assert_int_eq(sk__client_opt_set(&o, SK_CLIENT_TCP, SK_OPT_RETRY_MAX_MS, 1000, true), 0);
+      sk__client_opt_set(&o, SK_CLIENT_TCP, SK_OPT_BACKOFF, SK_BACKOFF_EXPONENTIAL, NULL), 0);
+  ck_assert_int_eq(sk__client_opt_set(&o, SK_CLIENT_TCP, SK_OPT_RETRY_MAX_MS, 1000, NULL), 0);
   /* Retry n draws from [0, min(1000, 100 * 2^(n-1))], and uses the range. */
   static const long long ceilings[] = {100, 200, 400, 800, 1000, 1000, 1000};
   uint64_t rng = 42;

@@ -766,11 +766,19 @@ START_TEST(test_model_option_rules) {
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, 4), SK_EINVAL);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WORKERS, -1), SK_EINVAL);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_OUTPUT_HIGH_WATER, 10), SK_EINVAL);
-  /* The fork model needs exactly one event loop. */
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, SK_MODEL_PROCESS_PER_CONNECTION), SK_OK);
+  /* The fork model needs exactly one event loop: refused when set,
+   * whichever of the two comes first, and nothing changes. */
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, 2), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_listen(srv), SK_EINVAL);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, SK_MODEL_PROCESS_PER_CONNECTION),
+                   SK_EINVAL);
+  ck_assert_int_eq(sk_tcp_server_get(srv, SK_OPT_MODEL, &v), SK_OK);
+  ck_assert_int_eq(v, SK_MODEL_EVENT_LOOP);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, 1), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, SK_MODEL_PROCESS_PER_CONNECTION), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, 2), SK_EINVAL);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, 0), SK_EINVAL); /* one per CPU */
+  ck_assert_int_eq(sk_tcp_server_get(srv, SK_OPT_IO_THREADS, &v), SK_OK);
+  ck_assert_int_eq(v, 1);
   ck_assert_int_eq(sk_tcp_server_listen(srv), SK_OK);
   sk_tcp_server_destroy(srv);
 }
