@@ -543,7 +543,8 @@ SK_API int sk_udp_server_get(const sk_udp_server *srv, int option, long long *va
  * stale socket: one that refuses a connection because no socket is bound
  * to it any more (its server exited without removing it). A live socket
  * there (another server), or a file that is not a socket, is left alone and
- * listening fails with ::SK_EBIND and `EADDRINUSE`. The file this server
+ * listening fails with ::SK_EBIND: `EADDRINUSE` for the socket, `ENOTSOCK`
+ * for any other file (a symbolic link too). The file this server
  * created is removed by sk_udp_server_destroy(), unless by then the path
  * names another file (it was removed, or replaced by another server). An
  * abstract address ("unix:@name") already in use fails the same way.
@@ -753,8 +754,9 @@ SK_API int sk_tcp_server_get(const sk_tcp_server *srv, int option, long long *va
  * it any more (its server exited without removing it). Finding out connects
  * once, so a live server there sees one connection that closes at once. A
  * live socket (another server, even one with a full backlog), or a file
- * that is not a socket, is left alone and listening fails with ::SK_EBIND
- * and `EADDRINUSE`. The file this server created is removed by
+ * that is not a socket, is left alone and listening fails with ::SK_EBIND:
+ * `EADDRINUSE` for the socket, `ENOTSOCK` for any other file (a symbolic
+ * link too). The file this server created is removed by
  * sk_tcp_server_destroy(), unless by then the path names another file (it
  * was removed, or replaced by another server). An abstract address
  * ("unix:@name") already in use fails the same way.

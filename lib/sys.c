@@ -101,15 +101,15 @@ void sk__unlink_unix_path(const sk_addr *addr, sk_unix_file *file) {
  * Connecting is the only way to tell the two apart: a stale file refuses
  * (ECONNREFUSED), a live one accepts, or says EAGAIN when its backlog is
  * full, or EPROTOTYPE when it is a socket of the other type. Returns 0 when
- * bind may be tried again, or -1 with errno (EADDRINUSE when the file is
- * in use or not a socket). */
+ * bind may be tried again, or -1 with errno (EADDRINUSE when the socket
+ * is in use, ENOTSOCK when the file is not a socket). */
 static int remove_stale_socket(const sk_addr *addr, int type) {
   const char *path = ((const struct sockaddr_un *)&addr->ss)->sun_path;
   struct stat probed, now;
   if (lstat(path, &probed) != 0)
     return errno == ENOENT ? 0 : -1; /* gone already: bind again */
   if (!S_ISSOCK(probed.st_mode)) {
-    errno = EADDRINUSE;
+    errno = ENOTSOCK;
     return -1;
   }
   int fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

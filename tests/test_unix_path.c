@@ -75,20 +75,29 @@ static void expect_udp_reply(const char *address, const char *tag) {
 
 /* A second server at the address fails with SK_EBIND / EADDRINUSE, and
  * destroying it leaves the file alone. */
-static void expect_tcp_in_use(const char *address) {
+static void expect_tcp_refused(const char *address, int os_error) {
   sk_tcp_server *srv;
   ck_assert_int_eq(sk_tcp_server_create(&srv, address, tagged, tag_second), SK_OK);
   ck_assert_int_eq(sk_tcp_server_listen(srv), SK_EBIND);
-  ck_assert_int_eq(sk_last_os_error(), EADDRINUSE);
+  ck_assert_int_eq(sk_last_os_error(), os_error);
   sk_tcp_server_destroy(srv);
 }
 
-static void expect_udp_in_use(const char *address) {
+static void expect_udp_refused(const char *address, int os_error) {
   sk_udp_server *srv;
   ck_assert_int_eq(sk_udp_server_create(&srv, address, tagged, tag_second), SK_OK);
   ck_assert_int_eq(sk_udp_server_listen(srv), SK_EBIND);
-  ck_assert_int_eq(sk_last_os_error(), EADDRINUSE);
+  ck_assert_int_eq(sk_last_os_error(), os_error);
   sk_udp_server_destroy(srv);
+}
+
+/* A live socket holds the path: SK_EBIND with EADDRINUSE. */
+static void expect_tcp_in_use(const char *address) {
+  expect_tcp_refused(address, EADDRINUSE);
+}
+
+static void expect_udp_in_use(const char *address) {
+  expect_udp_refused(address, EADDRINUSE);
 }
 
 /* (a) A running server keeps its path, and so does one that only listens
@@ -279,7 +288,8 @@ START_TEST(test_udp_stopped_server_keeps_off_replacement) {
 END_TEST
 
 /* (d) A file that is not a socket is never removed: a regular file, and a
- * symbolic link even when it points to a stale socket. */
+ * symbolic link even when it points to a stale socket. Listening fails
+ * with SK_EBIND and ENOTSOCK, which tells it from a path in use. */
 START_TEST(test_other_files_are_kept) {
   char address[256];
   char *dir = path_address(address, sizeof address, "plain");
@@ -287,8 +297,8 @@ START_TEST(test_other_files_are_kept) {
   ck_assert_ptr_nonnull(f);
   fputs("keep me", f);
   fclose(f);
-  expect_tcp_in_use(address);
-  expect_udp_in_use(address);
+  expect_tcp_refused(address, ENOTSOCK);
+  expect_udp_refused(address, ENOTSOCK);
   struct stat st;
   ck_assert_int_eq(lstat(file_of(address), &st), 0);
   ck_assert(S_ISREG(st.st_mode));
@@ -299,8 +309,8 @@ START_TEST(test_other_files_are_kept) {
   snprintf(link_address, sizeof link_address, "unix:%s/link.sock", dir);
   leave_stale_socket(target, SOCK_STREAM);
   ck_assert_int_eq(symlink(file_of(target), file_of(link_address)), 0);
-  expect_tcp_in_use(link_address);
-  expect_udp_in_use(link_address);
+  expect_tcp_refused(link_address, ENOTSOCK);
+  expect_udp_refused(link_address, ENOTSOCK);
   ck_assert_int_eq(lstat(file_of(link_address), &st), 0);
   ck_assert(S_ISLNK(st.st_mode));
   ck_assert_int_eq(lstat(file_of(target), &st), 0);
