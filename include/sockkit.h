@@ -403,7 +403,12 @@ typedef enum sk_stat {
   /** TCP: unsent reply bytes held now (a gauge). */
   SK_STAT_BYTES_BUFFERED = 16,
   /** UDP worker pool: requests dropped because the pool's queue was full. */
-  SK_STAT_DROPS_QUEUE_FULL = 17
+  SK_STAT_DROPS_QUEUE_FULL = 17,
+  /** TCP: messages cut short by the end of the stream: the client shut
+   *  down its side with part of a message sent (a last line without its
+   *  "\n", a LENGTH header or payload not complete). Each is logged,
+   *  rate-limited; the replies owed before it are still sent. */
+  SK_STAT_DROPS_INCOMPLETE = 18
 } sk_stat;
 
 /** @} */
@@ -655,7 +660,7 @@ SK_API int sk_udp_server_stop(sk_udp_server *srv);
  * @param out  receives the value.
  * @return ::SK_OK; ::SK_EINVAL for NULL arguments, an unknown counter or a
  *         TCP-only one (::SK_STAT_CONNECTIONS_ACCEPTED to
- *         ::SK_STAT_BYTES_BUFFERED).
+ *         ::SK_STAT_BYTES_BUFFERED, ::SK_STAT_DROPS_INCOMPLETE).
  * @note Thread-safe: callable from any thread while the server runs.
  * @note Async-signal-safe.
  */

@@ -101,8 +101,10 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd, bool count_f
       sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
       break;
     }
-    if (n == 0)
+    if (n == 0) {
+      sk__tcp_end_of_stream(srv, fd, &in);
       break; /* the client is done; its replies are out */
+    }
     in->len += (uint32_t)n;
     int rc;
     do {

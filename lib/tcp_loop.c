@@ -571,9 +571,11 @@ static void on_readable(sk_tcp_io *io, int fd, sk_conn *c) {
     return;
   }
   if (n == 0) {
-    /* Half-close: requests already whole were served; an incomplete tail
-     * can never complete. Owed replies still go out before we close. */
+    /* Half-close: requests already whole were served. Owed replies still
+     * go out before we close. */
     c->flags |= SK_CONN_PEER_EOF;
+    if (c->in)
+      sk__tcp_end_of_stream(io->srv, fd, &c->in);
     if (settle(io, fd, c) && update_events(io, fd, c) != 0)
       reset_conn(io, fd, errno);
     return;

@@ -1,6 +1,7 @@
 /* tcp_serve.c -- the TCP serving path every model shares: messages of a
  * buffer decoded, served and their replies framed, and what bad input logs. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "frame.h"
@@ -260,6 +261,18 @@ int sk__tcp_serve_all(sk_tcp_server *srv, int fd, bool count_first, char *buf, s
   }
   sk__peer_clear(peer);
   return rc;
+}
+
+void sk__tcp_end_of_stream(sk_tcp_server *srv, int fd, sk_buf **in) {
+  if (sk__buf_len(*in) == 0)
+    return;
+  sk__tcp_count(srv, SK_STAT_DROPS_INCOMPLETE, 1);
+  sk__tcp_warn_conn(srv, fd,
+                    srv->framing == SK_FRAME_LINE
+                        ? "the stream ended inside a line (no newline after it); dropped"
+                        : "the stream ended inside a message; dropped");
+  free(*in);
+  *in = NULL;
 }
 
 void sk__tcp_serve_failed(sk_tcp_server *srv, int fd, int rc) {

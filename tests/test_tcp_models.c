@@ -292,6 +292,41 @@ START_TEST(test_nodelay_every_model) {
 }
 END_TEST
 
+/* A client that ends its stream inside a message gets the replies owed
+ * before it, then EOF; the cut-short message is counted (in the
+ * in-process models, whose counters this test can read) and dropped. */
+START_TEST(test_stream_ending_inside_a_message_every_model) {
+  const model_config *cfg = &configs[_i];
+  for (int framing = SK_FRAME_LINE; framing <= SK_FRAME_LENGTH; framing++) {
+    sk_tcp_server *srv = server_for(cfg, "127.0.0.1:0", sk_test_echo);
+    ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_FRAMING, framing), SK_OK);
+    running r;
+    run_start(&r, cfg, srv);
+    int fd = sk_test_tcp_connect(r.address);
+    ck_assert_int_ge(fd, 0);
+    static const char line[] = "a\nb\npartial";
+    static const char length[] = "\0\0\0\1a\0\0\0\5par"; /* "a", then 3 of 5 bytes */
+    const char *msg = framing == SK_FRAME_LINE ? line : length;
+    size_t len = framing == SK_FRAME_LINE ? sizeof line - 1 : sizeof length - 1;
+    const char *want = framing == SK_FRAME_LINE ? "a\nb\n" : "\0\0\0\1a";
+    size_t want_len = framing == SK_FRAME_LINE ? 4 : 5;
+    ck_assert_int_eq(sk_test_send_all(fd, msg, len), 0);
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    char got[64];
+    ck_assert_int_eq(sk_test_read_to_eof(fd, got, sizeof got, WAIT_MS), (ssize_t)want_len);
+    ck_assert_msg(memcmp(got, want, want_len) == 0, "%s: wrong replies", cfg->name);
+    close(fd);
+    if (r.srv) {
+      ck_assert(sk_test_wait_tcp_stat(r.srv, SK_STAT_DROPS_INCOMPLETE, 1, WAIT_MS));
+      uint64_t n = 0;
+      ck_assert_int_eq(sk_tcp_server_stat(r.srv, SK_STAT_DROPS_INCOMPLETE, &n), SK_OK);
+      ck_assert_uint_eq(n, 1);
+    }
+    run_stop(&r);
+  }
+}
+END_TEST
+
 START_TEST(test_start_stop_destroy_every_model) {
   const model_config *cfg = &configs[_i];
   int fds_before = sk_test_fd_count();
@@ -971,6 +1006,7 @@ static Suite *models_suite(void) {
   tcase_add_loop_test(tc, test_conformance_every_model, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_peer_address_every_model, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_nodelay_every_model, 0, NCONFIGS);
+  tcase_add_loop_test(tc, test_stream_ending_inside_a_message_every_model, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_start_stop_destroy_every_model, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_reply_free_once_per_reply, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_idle_timeout_closes_silent_and_trickling_clients, 0, NCONFIGS);

@@ -327,6 +327,19 @@ START_TEST(test_half_close_gets_every_reply) {
   ck_assert(memcmp(got, "x\ny\n", 4) == 0);
   close(fd);
   ck_assert(sk_test_wait_tcp_stat_eq(t.srv, SK_STAT_CONNECTIONS_ACTIVE, 0, WAIT_MS));
+  /* The line the end of the stream cut short is counted, not served. */
+  uint64_t incomplete = 0;
+  ck_assert_int_eq(sk_tcp_server_stat(t.srv, SK_STAT_DROPS_INCOMPLETE, &incomplete), SK_OK);
+  ck_assert_uint_eq(incomplete, 1);
+  /* A clean end (the last line whole) is not. */
+  fd = sk_test_tcp_connect(t.address);
+  ck_assert_int_eq(sk_test_send_all(fd, "z\n", 2), 0);
+  ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+  ck_assert_int_eq(sk_test_read_to_eof(fd, got, sizeof got, WAIT_MS), 2);
+  close(fd);
+  ck_assert(sk_test_wait_tcp_stat_eq(t.srv, SK_STAT_CONNECTIONS_ACTIVE, 0, WAIT_MS));
+  ck_assert_int_eq(sk_tcp_server_stat(t.srv, SK_STAT_DROPS_INCOMPLETE, &incomplete), SK_OK);
+  ck_assert_uint_eq(incomplete, 1);
   ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
 }
 END_TEST
@@ -488,8 +501,8 @@ START_TEST(test_lifecycle_and_options) {
                                 SK_STAT_DROPS_WOULD_BLOCK,
                                 SK_STAT_DROPS_SEND_ERROR,
                                 SK_STAT_DROPS_QUEUE_FULL,
-                                SK_STAT_DROPS_QUEUE_FULL + 1,
-                                SK_STAT_DROPS_QUEUE_FULL + 2,
+                                SK_STAT_DROPS_INCOMPLETE + 1,
+                                SK_STAT_DROPS_INCOMPLETE + 2,
                                 1000};
   for (size_t i = 0; i < sizeof not_tcp / sizeof not_tcp[0]; i++)
     ck_assert_msg(sk_tcp_server_stat(srv, not_tcp[i], &count) == SK_EINVAL,
