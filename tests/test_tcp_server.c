@@ -237,6 +237,43 @@ static void *many_thread(void *arg) {
   return NULL;
 }
 
+/* Replies that point into the request: its tail after the first space,
+ * a word in its middle (copied out), or the request itself; "long" a
+ * static string longer than the request. */
+static const char *pointing_service(const char *request, void *user) {
+  (void)user;
+  if (strcmp(request, "long") == 0)
+    return "a reply much longer than the request that asked for it";
+  if (strncmp(request, "mid ", 4) == 0)
+    return sk_replyf("%.3s", request + 4);
+  const char *space = strchr(request, ' ');
+  return space ? space + 1 : request;
+}
+
+/* However a reply lies in memory -- inside the request's bytes or not --
+ * it goes out whole and exact, CRLF lines included, many per read. */
+START_TEST(test_replies_pointing_into_requests) {
+  sk_test_tcp t;
+  ck_assert_int_eq(sk_test_tcp_start(&t, "127.0.0.1:0", pointing_service, NULL), SK_OK);
+  int fd = sk_test_tcp_connect(t.address);
+  ck_assert_int_ge(fd, 0);
+  static const char req[] = "echo\nkey value\r\nlong\nmid abcdef\n\r\nx y z\nlast \n";
+  static const char want[] =
+      "echo\nvalue\na reply much longer than the request that asked for it\nabc\n\ny z\n\n";
+  for (int round = 0; round < 50; round++)
+    ck_assert_int_eq(sk_test_send_all(fd, req, sizeof req - 1), 0);
+  for (int round = 0; round < 50; round++) {
+    char got[sizeof want];
+    ck_assert_int_eq(sk_test_read_exact(fd, got, sizeof want - 1, WAIT_MS),
+                     (ssize_t)(sizeof want - 1));
+    ck_assert_msg(memcmp(got, want, sizeof want - 1) == 0, "round %d: got '%.*s'", round,
+                  (int)(sizeof want - 1), got);
+  }
+  close(fd);
+  ck_assert_int_eq(sk_test_tcp_stop(&t, WAIT_MS), SK_OK);
+}
+END_TEST
+
 START_TEST(test_hundred_clients_in_order) {
   sk_test_tcp t;
   ck_assert_int_eq(sk_test_tcp_start(&t, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
@@ -742,6 +779,7 @@ static Suite *tcp_suite(void) {
   tcase_add_test(tc, test_length_framing);
   tcase_add_test(tc, test_length_framing_reply_sizes);
   tcase_add_test(tc, test_raw_framing);
+  tcase_add_test(tc, test_replies_pointing_into_requests);
   tcase_add_test(tc, test_hundred_clients_in_order);
   tcase_add_test(tc, test_pipelining_without_reading);
   tcase_add_test(tc, test_half_close_gets_every_reply);
