@@ -115,12 +115,6 @@ struct sk_tcp_job {
   char request[];               /* NUL-terminated copy */
 };
 
-/* A child of the process-per-connection model. */
-typedef struct sk_tcp_child {
-  pid_t pid;
-  int pidfd; /* -1 where pidfd_open is unavailable: polled instead */
-} sk_tcp_child;
-
 /* One event-loop thread: its listener, connections and working memory. */
 struct sk_tcp_io {
   sk_peer peer; /* the request being served, for sk_peer_address() */
@@ -152,10 +146,9 @@ struct sk_tcp_io {
   pthread_mutex_t done_lock;
   sk_tcp_job *done_head;
 
-  /* Process-per-connection model. */
-  sk_tcp_child *children;
-  int nchildren;
-  int children_cap;
+  /* The model's own state in this loop (the process model's children),
+   * made and freed by the model. */
+  void *model_state;
 };
 
 /* A thread of the thread-per-connection model. */

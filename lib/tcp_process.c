@@ -12,6 +12,22 @@
 
 #include "tcp.h"
 
+/* A child of the process-per-connection model. */
+typedef struct sk_tcp_child {
+  pid_t pid;
+  int pidfd; /* -1 where pidfd_open is unavailable: polled instead */
+} sk_tcp_child;
+
+/* The children of one loop: the model's state in it (io->model_state). */
+typedef struct children {
+  sk_tcp_child *list;
+  int n, cap;
+} children;
+
+static children *kids(sk_tcp_io *io) {
+  return io->model_state;
+}
+
 /* Set before the first fork and never cleared: see sk__forked. One flag
  * read where connections close costs nothing, and it covers descriptors
  * of every kind and every server, which a child closing them could not:
@@ -43,9 +59,11 @@ static void close_library_fds(sk_tcp_server *srv) {
     io->listen_fd = -1;
     sk__close(io->reserve_fd);
     io->reserve_fd = -1;
-    for (int k = 0; k < io->nchildren; k++)
-      sk__close(io->children[k].pidfd);
-    io->nchildren = 0; /* the parent's children, not the child's */
+    children *k = kids(io);
+    for (int c = 0; k && c < k->n; c++)
+      sk__close(k->list[c].pidfd);
+    if (k)
+      k->n = 0; /* the parent's children, not the child's */
   }
   sk__close(srv->core.stopfd);
   srv->core.stopfd = -1;
@@ -56,13 +74,16 @@ static void process_accepted(sk_tcp_io *io, int fd, const struct sockaddr_storag
   (void)peer;
   (void)peer_len;
   sk_tcp_server *srv = io->srv;
-  if (io->nchildren == io->children_cap) {
-    int cap = io->children_cap ? io->children_cap * 2 : 16;
-    sk_tcp_child *c = realloc(io->children, (size_t)cap * sizeof *c);
+  if (!io->model_state && !(io->model_state = calloc(1, sizeof(children))))
+    goto reject;
+  children *k = kids(io);
+  if (k->n == k->cap) {
+    int cap = k->cap ? k->cap * 2 : 16;
+    sk_tcp_child *c = realloc(k->list, (size_t)cap * sizeof *c);
     if (!c)
       goto reject;
-    io->children = c;
-    io->children_cap = cap;
+    k->list = c;
+    k->cap = cap;
   }
   /* Before fork(), so that a connection another thread closes once the
    * child exists is always shut down first. Only one that is closing at
@@ -91,7 +112,7 @@ static void process_accepted(sk_tcp_io *io, int fd, const struct sockaddr_storag
     sk__close(pidfd);
     pidfd = -1;
   }
-  io->children[io->nchildren++] = (sk_tcp_child){.pid = pid, .pidfd = pidfd};
+  k->list[k->n++] = (sk_tcp_child){.pid = pid, .pidfd = pidfd};
   return;
 reject:
   sk__close(fd);
@@ -101,8 +122,9 @@ reject:
 
 /* Reap children that have exited; wait_all: end and reap the rest too. */
 static void reap_children(sk_tcp_io *io, bool wait_all) {
-  for (int i = 0; i < io->nchildren;) {
-    sk_tcp_child *c = &io->children[i];
+  children *k = kids(io);
+  for (int i = 0; k && i < k->n;) {
+    sk_tcp_child *c = &k->list[i];
     int status = 0;
     pid_t r;
     do
@@ -124,22 +146,23 @@ static void reap_children(sk_tcp_io *io, bool wait_all) {
               WTERMSIG(status));
     sk__close(c->pidfd); /* also leaves the epoll set */
     atomic_fetch_sub(&io->srv->active, 1);
-    *c = io->children[--io->nchildren];
+    *c = k->list[--k->n];
   }
 }
 
 static void process_tick(sk_tcp_io *io) {
-  if (io->nchildren)
+  if (kids(io) && kids(io)->n)
     reap_children(io, false);
 }
 
 /* Where pidfd_open is missing, exited children are looked for now and then. */
 static int process_next_timeout(sk_tcp_io *io) {
-  return io->nchildren && io->children[0].pidfd < 0 ? 50 : -1;
+  children *k = kids(io);
+  return k && k->n && k->list[0].pidfd < 0 ? 50 : -1;
 }
 
 static int process_busy(sk_tcp_io *io) {
-  return io->nchildren;
+  return kids(io) ? kids(io)->n : 0;
 }
 
 static void process_end_drain(sk_tcp_io *io) {
@@ -147,8 +170,11 @@ static void process_end_drain(sk_tcp_io *io) {
 }
 
 static void process_free(sk_tcp_io *io) {
-  free(io->children);
-  io->children = NULL;
+  children *k = kids(io);
+  if (k)
+    free(k->list);
+  free(k);
+  io->model_state = NULL;
 }
 
 const sk_tcp_model sk__tcp_process_model = {
