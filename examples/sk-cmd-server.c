@@ -62,7 +62,8 @@ static void usage(FILE *out) {
         "  --tcp              serve TCP connections (the default)\n"
         "  --udp              serve UDP datagrams (output capped at 1200 bytes)\n"
         "  --framing F        TCP framing: length (default; what sk-cmd-client speaks)\n"
-        "                     or line (for nc: the reply is the output and a newline)\n"
+        "                     or line (for nc: the output on one line, each newline\n"
+        "                     in it sent as \\n and each backslash as \\\\)\n"
         "  --allow FILE       the allowed commands and their arguments (below);\n"
         "                     default: the read-only policy shown below\n"
         "  --root DIR         the served directory: path arguments must resolve inside\n"
@@ -192,6 +193,37 @@ static const char *refuse(struct cmd_output *o, const char *request, const char 
   return o->data;
 }
 
+/* Line framing carries one line per reply: each newline inside the output
+ * is sent as the two characters "\\n", and each backslash as "\\\\", so
+ * that the client can undo it. Consumes *o; returns the reply (heap: the
+ * library frees it). Out of memory, the newlines become spaces in place. */
+static const char *one_line(struct cmd_output *o) {
+  size_t extra = 0;
+  for (size_t i = 0; i < o->len; i++)
+    extra += o->data[i] == '\n' || o->data[i] == '\\';
+  if (!extra)
+    return o->data;
+  char *line = malloc(o->len + extra + 1);
+  if (!line) {
+    for (size_t i = 0; i < o->len; i++)
+      if (o->data[i] == '\n')
+        o->data[i] = ' ';
+    return o->data;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < o->len; i++) {
+    char ch = o->data[i];
+    if (ch == '\n' || ch == '\\') {
+      line[k++] = '\\';
+      ch = ch == '\n' ? 'n' : '\\';
+    }
+    line[k++] = ch;
+  }
+  line[k] = '\0';
+  free(o->data);
+  return line;
+}
+
 static const char *command_service(const char *request, void *user) {
   (void)user;
   struct cmd_output o = {0};
@@ -215,6 +247,8 @@ static const char *command_service(const char *request, void *user) {
     o.data[--o.len] = '\0';
   if (!o.data)
     cmd_output_append(&o, "", 0);
+  if (!cfg.udp && cfg.framing == SK_FRAME_LINE)
+    return one_line(&o);
   return o.data; /* freed by the library after copying */
 }
 

@@ -408,7 +408,13 @@ typedef enum sk_stat {
    *  down its side with part of a message sent (a last line without its
    *  "\n", a LENGTH header or payload not complete). Each is logged,
    *  rate-limited; the replies owed before it are still sent. */
-  SK_STAT_DROPS_INCOMPLETE = 18
+  SK_STAT_DROPS_INCOMPLETE = 18,
+  /** TCP, ::SK_FRAME_LINE: replies refused because they contain "\n" (a
+   *  client would read them as several replies, and every later reply as
+   *  the answer to the wrong request). The connection is closed after the
+   *  replies before it, as for ::SK_STAT_DROPS_TOO_LARGE, and it is
+   *  logged. Use ::SK_FRAME_LENGTH for replies of several lines. */
+  SK_STAT_DROPS_MULTILINE = 19
 } sk_stat;
 
 /** @} */
@@ -466,7 +472,9 @@ typedef void (*sk_reply_free)(void *reply);
 /** Framing of TCP messages. Values are part of the ABI. */
 typedef enum sk_framing {
   /** Messages end in "\n" (a "\r" before it is dropped); replies are sent
-   *  verbatim with "\n" appended. The default; works with nc and telnet. */
+   *  verbatim with "\n" appended, and a reply that contains "\n" is
+   *  refused (::SK_STAT_DROPS_MULTILINE). The default; works with nc and
+   *  telnet. */
   SK_FRAME_LINE = 0,
   /** A 4-byte big-endian (network order) length, then that many bytes. */
   SK_FRAME_LENGTH = 1,
@@ -660,7 +668,8 @@ SK_API int sk_udp_server_stop(sk_udp_server *srv);
  * @param out  receives the value.
  * @return ::SK_OK; ::SK_EINVAL for NULL arguments, an unknown counter or a
  *         TCP-only one (::SK_STAT_CONNECTIONS_ACCEPTED to
- *         ::SK_STAT_BYTES_BUFFERED, ::SK_STAT_DROPS_INCOMPLETE).
+ *         ::SK_STAT_BYTES_BUFFERED, ::SK_STAT_DROPS_INCOMPLETE,
+ *         ::SK_STAT_DROPS_MULTILINE).
  * @note Thread-safe: callable from any thread while the server runs.
  * @note Async-signal-safe.
  */

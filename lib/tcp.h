@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "addr.h"
@@ -207,28 +208,34 @@ static inline void sk__tcp_flush_tally(sk_tcp_server *srv, sk_tally *t) {
 /* Log a warning about one client's bad input, within the server's rate. */
 void sk__tcp_warn_conn(sk_tcp_server *srv, int fd, const char *what);
 
-/* Append a reply of `len` bytes, framed, to *out and count it. False if
- * it cannot be queued (out of memory, or past the 4 GiB a buffer holds):
- * the caller must then end the connection, since every later reply would
+/* sk__tcp_frame_reply refused a LINE reply with a newline in it. */
+#define SK_TCP_MULTILINE (-1001)
+
+/* Append a reply of `len` bytes, framed, to *out and count it. 0, or why
+ * it cannot be queued: SK_ENOMEM (out of memory, or past the 4 GiB a
+ * buffer holds) or SK_TCP_MULTILINE (LINE framing, a "\n" inside); the
+ * caller must then end the connection, since every later reply would
  * answer the wrong request. Inline, like everything run once per message
  * below: a call each cost more than the work (bench/profile counts the
  * instructions). */
-static inline bool sk__tcp_frame_reply(sk_tcp_server *srv, int framing, const char *reply,
-                                       size_t len, sk_buf **out, sk_tally *tally) {
+static inline int sk__tcp_frame_reply(sk_tcp_server *srv, int framing, const char *reply,
+                                      size_t len, sk_buf **out, sk_tally *tally) {
   size_t framed = len + sk__frame_overhead(framing);
   if (framed == 0) {
     tally->out++; /* an empty RAW reply: nothing to send */
-    return true;
+    return 0;
   }
+  if (framing == SK_FRAME_LINE && memchr(reply, '\n', len))
+    return SK_TCP_MULTILINE; /* counted and logged where the connection is closed */
   char *dst = len <= UINT32_MAX ? sk__buf_room(out, framed) : NULL;
   if (dst) {
     (*out)->len += (uint32_t)sk__frame_encode(framing, dst, reply, len);
     tally->out++;
     tally->bytes_out += len;
-    return true;
+    return 0;
   }
   sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
-  return false; /* logged, rate-limited, where the connection is closed */
+  return SK_ENOMEM; /* logged, rate-limited, where the connection is closed */
 }
 
 /* Run the service on every whole message at the front of buf[0, len) --

@@ -432,9 +432,15 @@ static bool send_done_jobs(sk_tcp_io *io, int fd, sk_conn *c) {
         if (job->failed) {
           sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
           lose_reply(io, fd, c);
-        } else if (job->reply && !sk__tcp_frame_reply(srv, (int)srv->framing, job->reply,
-                                                      job->reply_len, &io->out, &io->tally)) {
-          lose_reply(io, fd, c);
+        } else if (job->reply) {
+          int st = sk__tcp_frame_reply(srv, (int)srv->framing, job->reply, job->reply_len, &io->out,
+                                       &io->tally);
+          if (st == SK_TCP_MULTILINE) {
+            sk__tcp_serve_failed(srv, fd, st);
+            c->flags |= SK_CONN_BROKEN | SK_CONN_CLOSING;
+          } else if (st != 0) {
+            lose_reply(io, fd, c);
+          }
         }
       }
       free(job->reply);

@@ -40,22 +40,22 @@ void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc) {
 }
 
 /* Run the service on one payload, already a C string, and queue its reply.
- * False if the reply could not be queued. */
-static inline bool serve_one(sk_tcp_server *srv, int framing, bool count_first, const char *payload,
-                             size_t len, sk_buf **out, sk_tally *tally) {
+ * 0, or why the reply could not be queued (as sk__tcp_frame_reply). */
+static inline int serve_one(sk_tcp_server *srv, int framing, bool count_first, const char *payload,
+                            size_t len, sk_buf **out, sk_tally *tally) {
   tally->in++;
   tally->bytes_in += len;
   if (count_first)
     sk__tcp_flush_tally(srv, tally);
   const char *reply = srv->core.service(payload, srv->core.user);
   /* Copied into *out before any user code runs again on this thread. */
-  bool ok = true;
+  int rc = 0;
   if (reply) {
-    ok = sk__tcp_frame_reply(srv, framing, reply, strlen(reply), out, tally);
+    rc = sk__tcp_frame_reply(srv, framing, reply, strlen(reply), out, tally);
     if (srv->core.reply_free)
       srv->core.reply_free((void *)reply);
   }
-  return ok;
+  return rc;
 }
 
 /* Messages decoded ahead of serving them, at most. */
@@ -108,12 +108,12 @@ serve_run(sk_tcp_server *srv, int framing, bool nul_free, bool count_first, char
       buf[at[i] + length[i]] = '\0';
     }
     for (int i = 0; i < n; i++) {
-      bool ok = serve_one(srv, framing, count_first, buf + at[i], length[i], out, tally);
-      if (!ok || sk__buf_len(*out) >= limit) {
+      int st = serve_one(srv, framing, count_first, buf + at[i], length[i], out, tally);
+      if (st != 0 || sk__buf_len(*out) >= limit) {
         for (int k = i; k < n; k++)
           buf[at[k] + length[k]] = saved[k];
         *used = next[i];
-        return ok ? SK_TCP_SERVE_FULL : SK_ENOMEM;
+        return st != 0 ? st : SK_TCP_SERVE_FULL;
       }
     }
     buf[at[n - 1] + length[n - 1]] = saved[n - 1];
@@ -127,6 +127,11 @@ serve_run(sk_tcp_server *srv, int framing, bool nul_free, bool count_first, char
  * request itself, or a part of it that runs to its end -- is known without
  * a search (the request holds no NUL before its terminator), any other
  * reply is measured. */
+static inline bool in_request(const char *reply, const char *payload, size_t len) {
+  uintptr_t r = (uintptr_t)reply, p = (uintptr_t)payload;
+  return r >= p && r <= p + len;
+}
+
 static inline size_t reply_length(const char *reply, const char *payload, size_t len) {
   uintptr_t r = (uintptr_t)reply, p = (uintptr_t)payload;
   return r >= p && r <= p + len ? (size_t)(p + len - r) : strlen(reply);
@@ -203,6 +208,12 @@ static int serve_lines(sk_tcp_server *srv, char *buf, size_t len, size_t limit, 
     if (reply) {
       /* Copied into *out before any user code runs again on this thread. */
       size_t rlen = reply_length(reply, buf + at, n);
+      if (!in_request(reply, buf + at, n) && memchr(reply, '\n', rlen)) {
+        if (reply_free)
+          reply_free((void *)reply);
+        rc = SK_TCP_MULTILINE; /* it would be read as several replies */
+        break;
+      }
       char *dst;
       if (rlen < space - filled) { /* room for the reply and its '\n' */
         dst = base + filled;
@@ -276,6 +287,13 @@ void sk__tcp_end_of_stream(sk_tcp_server *srv, int fd, sk_buf **in) {
 }
 
 void sk__tcp_serve_failed(sk_tcp_server *srv, int fd, int rc) {
+  if (rc == SK_TCP_MULTILINE) {
+    sk__tcp_count(srv, SK_STAT_DROPS_MULTILINE, 1);
+    sk__tcp_warn_conn(srv, fd,
+                      "a reply contains a newline, which LINE framing would split into several "
+                      "replies; it is refused and the connection closed (use LENGTH framing)");
+    return;
+  }
   if (rc == SK_ENOMEM) {
     /* frame_reply counted the reply. */
     sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);

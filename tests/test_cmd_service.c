@@ -841,6 +841,25 @@ START_TEST(test_line_framing_for_nc) {
   ck_assert_int_eq(sk_test_read_to_eof(fd, got, sizeof got, WAIT_MS), 8);
   ck_assert(memcmp(got, "one\ntwo\n", 8) == 0);
   close(fd);
+  /* Output of several lines stays one reply line: newlines inside it go
+   * as "\\n" (the library refuses a LINE reply with a newline in it). */
+  fd = sk_test_tcp_connect(s.address);
+  ck_assert_int_eq(sk_test_send_all(fd, "echo start\nyes\necho end\n", 25), 0);
+  shutdown(fd, SHUT_WR);
+  static char all[512 * 1024];
+  ssize_t n = sk_test_read_to_eof(fd, all, sizeof all - 1, WAIT_MS);
+  ck_assert_int_gt(n, 0);
+  all[n] = '\0';
+  char *first = all, *second = strchr(first, '\n');
+  ck_assert_ptr_nonnull(second);
+  *second++ = '\0';
+  ck_assert_str_eq(first, "start");
+  char *third = strchr(second, '\n');
+  ck_assert_ptr_nonnull(third);
+  *third++ = '\0';
+  ck_assert_msg(strncmp(second, "y\\ny\\ny\\n", 9) == 0, "yes: '%.20s'", second);
+  ck_assert_str_eq(third, "end\n");
+  close(fd);
   stop_server(&s);
 }
 END_TEST

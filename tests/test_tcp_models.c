@@ -327,6 +327,41 @@ START_TEST(test_stream_ending_inside_a_message_every_model) {
 }
 END_TEST
 
+static const char *multiline_service(const char *request, void *user) {
+  (void)user;
+  return strcmp(request, "multi") == 0 ? "a\nb" : request;
+}
+
+/* LINE framing cannot carry a reply with a newline in it (the client would
+ * read two replies): it is refused, counted, and the connection ends after
+ * the replies before it. LENGTH framing carries the same reply whole. */
+START_TEST(test_multiline_reply_refused_in_line_framing_every_model) {
+  const model_config *cfg = &configs[_i];
+  for (int framing = SK_FRAME_LINE; framing <= SK_FRAME_LENGTH; framing++) {
+    sk_tcp_server *srv = server_for(cfg, "127.0.0.1:0", multiline_service);
+    ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_FRAMING, framing), SK_OK);
+    running r;
+    run_start(&r, cfg, srv);
+    int fd = sk_test_tcp_connect(r.address);
+    ck_assert_int_ge(fd, 0);
+    char got[64];
+    if (framing == SK_FRAME_LINE) {
+      ck_assert_int_eq(sk_test_send_all(fd, "x\nmulti\ny\n", 10), 0);
+      ck_assert_int_eq(sk_test_read_to_eof(fd, got, sizeof got, WAIT_MS), 2);
+      ck_assert_msg(memcmp(got, "x\n", 2) == 0, "%s: wrong replies", cfg->name);
+      if (r.srv)
+        ck_assert(sk_test_wait_tcp_stat(r.srv, SK_STAT_DROPS_MULTILINE, 1, WAIT_MS));
+    } else {
+      ck_assert_int_eq(sk_test_send_all(fd, "\0\0\0\5multi", 9), 0);
+      ck_assert_int_eq(sk_test_read_exact(fd, got, 7, WAIT_MS), 7);
+      ck_assert_msg(memcmp(got, "\0\0\0\3a\nb", 7) == 0, "%s: LENGTH reply", cfg->name);
+    }
+    close(fd);
+    run_stop(&r);
+  }
+}
+END_TEST
+
 START_TEST(test_start_stop_destroy_every_model) {
   const model_config *cfg = &configs[_i];
   int fds_before = sk_test_fd_count();
@@ -1006,6 +1041,7 @@ static Suite *models_suite(void) {
   tcase_add_loop_test(tc, test_conformance_every_model, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_peer_address_every_model, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_nodelay_every_model, 0, NCONFIGS);
+  tcase_add_loop_test(tc, test_multiline_reply_refused_in_line_framing_every_model, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_stream_ending_inside_a_message_every_model, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_start_stop_destroy_every_model, 0, NCONFIGS);
   tcase_add_loop_test(tc, test_reply_free_once_per_reply, 0, NCONFIGS);

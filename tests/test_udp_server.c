@@ -923,7 +923,8 @@ START_TEST(test_concurrency_options) {
   ck_assert_int_eq(sk_udp_server_stat(srv, SK_STAT_CONNECTIONS_ACCEPTED, &s), SK_EINVAL);
   ck_assert_int_eq(sk_udp_server_stat(srv, SK_STAT_BYTES_BUFFERED, &s), SK_EINVAL);
   ck_assert_int_eq(sk_udp_server_stat(srv, SK_STAT_DROPS_INCOMPLETE, &s), SK_EINVAL);
-  ck_assert_int_eq(sk_udp_server_stat(srv, SK_STAT_DROPS_INCOMPLETE + 1, &s), SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_stat(srv, SK_STAT_DROPS_MULTILINE, &s), SK_EINVAL);
+  ck_assert_int_eq(sk_udp_server_stat(srv, SK_STAT_DROPS_MULTILINE + 1, &s), SK_EINVAL);
   ck_assert_int_eq(sk_udp_server_stat(srv, SK_STAT_DROPS_QUEUE_FULL, &s), SK_OK);
   ck_assert_uint_eq(s, 0);
 
