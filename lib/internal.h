@@ -150,6 +150,10 @@ int sk__option_get(const void *obj, const sk_option_def *defs, size_t n, int opt
                    long long *value, const char *call);
 #define SK__COUNT(array) (sizeof(array) / sizeof((array)[0]))
 
+/* A NULL argument of a constructor or setter: one warning naming the call
+ * and the argument; returns SK_EINVAL (recorded as by sk__fail). */
+int sk__null_argument(const char *call, const char *argument);
+
 /* Socket settings applied before bind(). Zero values keep system defaults. */
 typedef struct sk_bind_options {
   bool reuseport;

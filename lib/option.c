@@ -43,3 +43,8 @@ int sk__option_get(const void *obj, const sk_option_def *defs, size_t n, int opt
   memcpy(value, (const char *)obj + d->offset, sizeof *value);
   return SK_OK;
 }
+
+int sk__null_argument(const char *call, const char *argument) {
+  sk__log(SK_LOG_WARN, "%s: %s is NULL", call, argument);
+  return sk__fail(SK_EINVAL, 0);
+}

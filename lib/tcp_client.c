@@ -264,7 +264,7 @@ int sk_tcp_client_create(sk_tcp_client **out, const char *address) {
 
 int sk_tcp_client_set(sk_tcp_client *c, int option, long long value) {
   if (!c)
-    return sk__fail(SK_EINVAL, 0);
+    return sk__null_argument("sk_tcp_client_set", "c");
   /* The bytes already received were framed the old way. */
   bool settable = option != SK_OPT_FRAMING || c->base.fd < 0;
   return sk__client_opt_set(&c->base.opts, SK_CLIENT_TCP, option, value,

@@ -94,7 +94,7 @@ static bool model_conflict(const sk_tcp_server *srv, int option, long long value
 
 int sk_tcp_server_set(sk_tcp_server *srv, int option, long long value) {
   if (!srv)
-    return sk__fail(SK_EINVAL, 0);
+    return sk__null_argument("sk_tcp_server_set", "srv");
   if (model_conflict(srv, option, value))
     return sk__fail(SK_EINVAL, 0);
   return sk__option_set(srv, tcp_options, SK__COUNT(tcp_options), option, value,
@@ -111,7 +111,7 @@ int sk_tcp_server_get(const sk_tcp_server *srv, int option, long long *value) {
 
 int sk_tcp_server_set_reply_free(sk_tcp_server *srv, sk_reply_free fn) {
   if (!srv)
-    return sk__fail(SK_EINVAL, 0);
+    return sk__null_argument("sk_tcp_server_set_reply_free", "srv");
   return sk__server_set_reply_free(&srv->core, fn);
 }
 

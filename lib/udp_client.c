@@ -233,7 +233,7 @@ int sk_udp_client_create(sk_udp_client **out, const char *address) {
 
 int sk_udp_client_set(sk_udp_client *c, int option, long long value) {
   if (!c)
-    return sk__fail(SK_EINVAL, 0);
+    return sk__null_argument("sk_udp_client_set", "c");
   return sk__client_opt_set(&c->base.opts, SK_CLIENT_UDP, option, value, NULL);
 }
 

@@ -149,7 +149,7 @@ static const sk_option_def udp_options[] = {
 
 int sk_udp_server_set(sk_udp_server *srv, int option, long long value) {
   if (!srv)
-    return sk__fail(SK_EINVAL, 0);
+    return sk__null_argument("sk_udp_server_set", "srv");
   return sk__option_set(srv, udp_options, SK__COUNT(udp_options), option, value,
                         srv->core.state == SK_SERVER_CREATED ? NULL : SK__SERVER_LOCKED,
                         "sk_udp_server_set");
@@ -164,7 +164,7 @@ int sk_udp_server_get(const sk_udp_server *srv, int option, long long *value) {
 
 int sk_udp_server_set_reply_free(sk_udp_server *srv, sk_reply_free fn) {
   if (!srv)
-    return sk__fail(SK_EINVAL, 0);
+    return sk__null_argument("sk_udp_server_set_reply_free", "srv");
   return sk__server_set_reply_free(&srv->core, fn);
 }
 

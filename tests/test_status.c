@@ -164,6 +164,10 @@ START_TEST(test_bad_arguments_log_one_warning) {
   EXPECT_WARNING(&c, sk_tcp_client_create(&client, "127.0.0.1:0"), SK_EADDR, "sk_tcp_client_create",
                  "\"127.0.0.1:0\"", "1 to 65535");
   EXPECT_WARNING(&c, sk_set_log_level(7), SK_EINVAL, "sk_set_log_level", "level 7");
+  EXPECT_WARNING(&c, sk_tcp_server_set(NULL, SK_OPT_BACKLOG, 5), SK_EINVAL, "sk_tcp_server_set",
+                 "srv is NULL");
+  EXPECT_WARNING(&c, sk_udp_client_set(NULL, SK_OPT_ATTEMPTS, 2), SK_EINVAL, "sk_udp_client_set",
+                 "c is NULL");
 
   ck_assert_int_eq(sk_tcp_server_create(&tcp, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
   ck_assert_int_eq(sk_udp_server_create(&udp, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
