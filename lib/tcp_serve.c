@@ -1,5 +1,6 @@
 /* tcp_serve.c -- the TCP serving path every model shares: messages of a
  * buffer decoded, served and their replies framed, and what bad input logs. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,9 +62,9 @@ static inline int serve_one(sk_tcp_server *srv, int framing, bool count_first, c
 /* Messages decoded ahead of serving them, at most. */
 #define SERVE_BATCH 32
 
-/* The loop of sk__tcp_serve_all, inlined twice below: once for a constant
- * LINE framing with a NUL-free buffer (the common case, where the decoder's
- * switch and the encoder's branches fold away) and once for the rest.
+/* The general loop of sk__tcp_serve_all: LENGTH and RAW framing, and LINE
+ * where each request is counted before its service runs (serve_lines
+ * below is the event loop's LINE path).
  *
  * Requests become C strings in place, without a copy: the byte after each
  * payload is ours to overwrite (the newline, the next message's header, or
@@ -123,48 +124,30 @@ serve_run(sk_tcp_server *srv, int framing, bool nul_free, bool count_first, char
   return rc < 0 ? rc : 0;
 }
 
-/* The length of a reply: what a reply inside the request's bytes -- the
- * request itself, or a part of it that runs to its end -- is known without
- * a search (the request holds no NUL before its terminator), any other
- * reply is measured. */
+/* True if the reply lies inside the request's bytes: the request itself,
+ * or a part of it that runs to its end. Such a reply ends where the
+ * request ends (the request holds no NUL before its terminator, and no
+ * newline), so it needs neither strlen nor the newline check. */
 static inline bool in_request(const char *reply, const char *payload, size_t len) {
   uintptr_t r = (uintptr_t)reply, p = (uintptr_t)payload;
   return r >= p && r <= p + len;
 }
 
-static inline size_t reply_length(const char *reply, const char *payload, size_t len) {
-  uintptr_t r = (uintptr_t)reply, p = (uintptr_t)payload;
-  return r >= p && r <= p + len ? (size_t)(p + len - r) : strlen(reply);
-}
-
-/* What next_line found when it is not a whole line: none yet (more bytes
- * are needed), or the protocol error of the line at pos. */
-static __attribute__((noinline)) int line_trouble(const char *p, size_t d, size_t left,
-                                                  size_t window) {
-  if (d >= window || left >= window) {
-    /* No '\n' within max + 2 bytes, unless a NUL came first in a line
-     * that did end in time. */
-    if (d < window && p[d] == '\0' && memchr(p + d, '\n', window - d))
-      return SK_EPROTO;
-    return SK_EMSGSIZE;
-  }
-  if (d == left)
-    return 0; /* the line is not complete yet */
-  /* A NUL inside: the line is refused once it is whole. */
-  return memchr(p + d, '\n', left - d) ? SK_EPROTO : 0;
-}
-
 /* The offset from pos of the '\n' that ends the first line of buf[pos,
- * len) -- buf[len] is '\0' -- or, negative, what line_trouble says (0
- * becomes SK__LINE_MORE). The NUL check is the same scan: strchrnul stops
- * at '\n' or at a NUL, the terminator or one inside the data. */
+ * len) -- buf[len] is '\0' -- or, negative, the checked decoder's verdict
+ * on that line (0, more bytes are needed, becomes SK__LINE_MORE). The NUL
+ * check is the same scan: strchrnul stops at '\n' or at a NUL, the
+ * terminator or one inside the data; only then, or for a line too long,
+ * does the decoder look again. */
 #define SK__LINE_MORE (-1000)
-static inline ptrdiff_t next_line(const char *buf, size_t pos, size_t len, size_t window) {
+static inline ptrdiff_t next_line(const char *buf, size_t pos, size_t len, size_t max) {
   const char *p = buf + pos;
   size_t d = (size_t)(strchrnul(p, '\n') - p);
-  if (p[d] == '\n' && d < window)
+  if (p[d] == '\n' && d < max + 2) /* max is at most 64 MiB: no wrap */
     return (ptrdiff_t)d;
-  int rc = line_trouble(p, d, len - pos, window);
+  sk_frame f;
+  int rc = sk__frame_decode(SK_FRAME_LINE, p, len - pos, max, &f);
+  assert(rc != 1); /* no NUL-free line ends within max + 2 bytes */
   return rc ? rc : SK__LINE_MORE;
 }
 
@@ -181,7 +164,6 @@ static int serve_lines(sk_tcp_server *srv, char *buf, size_t len, size_t limit, 
   void *const user = srv->core.user;
   const sk_reply_free reply_free = srv->core.reply_free;
   const size_t max = (size_t)srv->core.max_message;
-  const size_t window = max + 2; /* max is at most 64 MiB */
   uint64_t served = 0, bytes_in = 0, replies = 0;
   /* The output buffer as locals: where its free space starts and ends. */
   sk_buf *ob = *out;
@@ -191,7 +173,7 @@ static int serve_lines(sk_tcp_server *srv, char *buf, size_t len, size_t limit, 
   size_t done = 0;
   int rc = 0;
   buf[len] = '\0';
-  ptrdiff_t next = next_line(buf, 0, len, window);
+  ptrdiff_t next = next_line(buf, 0, len, max);
   while (next >= 0) {
     size_t at = done, end = at + (size_t)next;
     size_t n = end > at && buf[end - 1] == '\r' ? end - at - 1 : end - at;
@@ -201,14 +183,15 @@ static int serve_lines(sk_tcp_server *srv, char *buf, size_t len, size_t limit, 
     }
     done = end + 1;
     buf[at + n] = '\0';
-    next = done < len ? next_line(buf, done, len, window) : SK__LINE_MORE;
+    next = done < len ? next_line(buf, done, len, max) : SK__LINE_MORE;
     served++;
     bytes_in += n;
     const char *reply = service(buf + at, user);
     if (reply) {
       /* Copied into *out before any user code runs again on this thread. */
-      size_t rlen = reply_length(reply, buf + at, n);
-      if (!in_request(reply, buf + at, n) && memchr(reply, '\n', rlen)) {
+      bool inside = in_request(reply, buf + at, n);
+      size_t rlen = inside ? (size_t)(buf + at + n - reply) : strlen(reply);
+      if (!inside && memchr(reply, '\n', rlen)) {
         if (reply_free)
           reply_free((void *)reply);
         rc = SK_TCP_MULTILINE; /* it would be read as several replies */
