@@ -279,8 +279,7 @@ static int finish(sk_server *s, int rc) {
    * its own (its reply is discarded): run must return, and never waits
    * for it without bound. */
   int64_t deadline = sk__server_drain_deadline(s);
-  s->ops->settle(s, deadline);
-  sk__server_close_pool(s, deadline);
+  s->ops->settle(s, deadline); /* closes the pool too */
   pthread_mutex_lock(&s->life_lock);
   bool stragglers = s->stragglers > 0;
   pthread_mutex_unlock(&s->life_lock);

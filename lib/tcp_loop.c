@@ -16,9 +16,6 @@
 #include "frame.h"
 #include "tcp.h"
 
-#define LISTENER_TAG SK_TCP_TAG_LISTENER
-#define STOP_TAG SK_TCP_TAG_STOP
-
 #define ACCEPT_BATCH 64
 #define EVENT_BATCH 256
 /* How long the listener rests when no descriptor can be freed to shed a
@@ -700,7 +697,7 @@ static void resume_listener(sk_tcp_io *io) {
   if (io->reserve_fd < 0)
     io->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   uint32_t events = EPOLLIN | (io->owns_listener ? 0 : EPOLLEXCLUSIVE);
-  if (sk__loop_add(&io->loop, io->listen_fd, events, LISTENER_TAG) == 0)
+  if (sk__loop_add(&io->loop, io->listen_fd, events, SK_TCP_TAG_LISTENER) == 0)
     io->listen_paused = false;
   else
     io->listen_resume_at = now + ACCEPT_PAUSE_MS;
@@ -812,9 +809,9 @@ static void dispatch(sk_tcp_io *io, struct epoll_event *events, int n, bool drai
       collect_jobs(io);
       continue;
     }
-    if (tag == STOP_TAG || tag == SK_LOOP_TIMER)
+    if (tag == SK_TCP_TAG_STOP || tag == SK_LOOP_TIMER)
       continue; /* the loop looks at the stop flag and timers after each batch */
-    if (tag == LISTENER_TAG) {
+    if (tag == SK_TCP_TAG_LISTENER) {
       if (!draining)
         accept_some(io);
       continue;
@@ -932,8 +929,8 @@ int sk__tcp_io_run(sk_tcp_io *io) {
   }
   /* Shared listeners (UNIX) wake one loop per connection, not all. */
   uint32_t listen_events = EPOLLIN | (io->owns_listener ? 0 : EPOLLEXCLUSIVE);
-  if (sk__loop_add(&io->loop, srv->core.stopfd, EPOLLIN, STOP_TAG) != 0 ||
-      sk__loop_add(&io->loop, io->listen_fd, listen_events, LISTENER_TAG) != 0) {
+  if (sk__loop_add(&io->loop, srv->core.stopfd, EPOLLIN, SK_TCP_TAG_STOP) != 0 ||
+      sk__loop_add(&io->loop, io->listen_fd, listen_events, SK_TCP_TAG_LISTENER) != 0) {
     rc = sk__fail(SK_ESYS, errno);
     goto done;
   }
