@@ -292,18 +292,25 @@ START_TEST(test_nodelay_every_model) {
 }
 END_TEST
 
+/* Start a server of this model with `framing` and connect a client to it;
+ * returns the client's socket. */
+static int start_framed(running *r, const model_config *cfg, sk_service service, int framing) {
+  sk_tcp_server *srv = server_for(cfg, "127.0.0.1:0", service);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_FRAMING, framing), SK_OK);
+  run_start(r, cfg, srv);
+  int fd = sk_test_tcp_connect(r->address);
+  ck_assert_int_ge(fd, 0);
+  return fd;
+}
+
 /* A client that ends its stream inside a message gets the replies owed
  * before it, then EOF; the cut-short message is counted (in the
  * in-process models, whose counters this test can read) and dropped. */
 START_TEST(test_stream_ending_inside_a_message_every_model) {
   const model_config *cfg = &configs[_i];
   for (int framing = SK_FRAME_LINE; framing <= SK_FRAME_LENGTH; framing++) {
-    sk_tcp_server *srv = server_for(cfg, "127.0.0.1:0", sk_test_echo);
-    ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_FRAMING, framing), SK_OK);
     running r;
-    run_start(&r, cfg, srv);
-    int fd = sk_test_tcp_connect(r.address);
-    ck_assert_int_ge(fd, 0);
+    int fd = start_framed(&r, cfg, sk_test_echo, framing);
     static const char line[] = "a\nb\npartial";
     static const char length[] = "\0\0\0\1a\0\0\0\5par"; /* "a", then 3 of 5 bytes */
     const char *msg = framing == SK_FRAME_LINE ? line : length;
@@ -338,12 +345,8 @@ static const char *multiline_service(const char *request, void *user) {
 START_TEST(test_multiline_reply_refused_in_line_framing_every_model) {
   const model_config *cfg = &configs[_i];
   for (int framing = SK_FRAME_LINE; framing <= SK_FRAME_LENGTH; framing++) {
-    sk_tcp_server *srv = server_for(cfg, "127.0.0.1:0", multiline_service);
-    ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_FRAMING, framing), SK_OK);
     running r;
-    run_start(&r, cfg, srv);
-    int fd = sk_test_tcp_connect(r.address);
-    ck_assert_int_ge(fd, 0);
+    int fd = start_framed(&r, cfg, multiline_service, framing);
     char got[64];
     if (framing == SK_FRAME_LINE) {
       ck_assert_int_eq(sk_test_send_all(fd, "x\nmulti\ny\n", 10), 0);
