@@ -127,27 +127,40 @@ serve_run(sk_tcp_server *srv, int framing, bool nul_free, bool count_first, char
 /* True if the reply lies inside the request's bytes: the request itself,
  * or a part of it that runs to its end. Such a reply ends where the
  * request ends (the request holds no NUL before its terminator, and no
- * newline), so it needs neither strlen nor the newline check. */
+ * newline), so it needs neither strlen nor the newline check; any other
+ * reply is measured. */
 static inline bool in_request(const char *reply, const char *payload, size_t len) {
   uintptr_t r = (uintptr_t)reply, p = (uintptr_t)payload;
   return r >= p && r <= p + len;
 }
 
+static inline size_t reply_length(const char *reply, const char *payload, size_t len) {
+  return in_request(reply, payload, len) ? (size_t)((uintptr_t)payload + len - (uintptr_t)reply)
+                                         : strlen(reply);
+}
+
+/* What next_line found when it is not a whole line: the checked
+ * decoder's verdict on the line at p -- more bytes are needed (0), or its
+ * protocol error. Out of line, so that the common case stays lean. */
+static __attribute__((noinline)) int line_trouble(const char *p, size_t left, size_t max) {
+  sk_frame f;
+  int rc = sk__frame_decode(SK_FRAME_LINE, p, left, max, &f);
+  assert(rc != 1); /* no NUL-free line ends within max + 2 bytes */
+  return rc;
+}
+
 /* The offset from pos of the '\n' that ends the first line of buf[pos,
- * len) -- buf[len] is '\0' -- or, negative, the checked decoder's verdict
- * on that line (0, more bytes are needed, becomes SK__LINE_MORE). The NUL
- * check is the same scan: strchrnul stops at '\n' or at a NUL, the
- * terminator or one inside the data; only then, or for a line too long,
- * does the decoder look again. */
+ * len) -- buf[len] is '\0' -- or, negative, what line_trouble says (0
+ * becomes SK__LINE_MORE). The NUL check is the same scan: strchrnul stops
+ * at '\n' or at a NUL, the terminator or one inside the data. */
 #define SK__LINE_MORE (-1000)
-static inline ptrdiff_t next_line(const char *buf, size_t pos, size_t len, size_t max) {
+static inline ptrdiff_t next_line(const char *buf, size_t pos, size_t len, size_t max,
+                                  size_t window) {
   const char *p = buf + pos;
   size_t d = (size_t)(strchrnul(p, '\n') - p);
-  if (p[d] == '\n' && d < max + 2) /* max is at most 64 MiB: no wrap */
+  if (p[d] == '\n' && d < window)
     return (ptrdiff_t)d;
-  sk_frame f;
-  int rc = sk__frame_decode(SK_FRAME_LINE, p, len - pos, max, &f);
-  assert(rc != 1); /* no NUL-free line ends within max + 2 bytes */
+  int rc = line_trouble(p, len - pos, max);
   return rc ? rc : SK__LINE_MORE;
 }
 
@@ -164,6 +177,7 @@ static int serve_lines(sk_tcp_server *srv, char *buf, size_t len, size_t limit, 
   void *const user = srv->core.user;
   const sk_reply_free reply_free = srv->core.reply_free;
   const size_t max = (size_t)srv->core.max_message;
+  const size_t window = max + 2; /* max is at most 64 MiB */
   uint64_t served = 0, bytes_in = 0, replies = 0;
   /* The output buffer as locals: where its free space starts and ends. */
   sk_buf *ob = *out;
@@ -173,7 +187,7 @@ static int serve_lines(sk_tcp_server *srv, char *buf, size_t len, size_t limit, 
   size_t done = 0;
   int rc = 0;
   buf[len] = '\0';
-  ptrdiff_t next = next_line(buf, 0, len, max);
+  ptrdiff_t next = next_line(buf, 0, len, max, window);
   while (next >= 0) {
     size_t at = done, end = at + (size_t)next;
     size_t n = end > at && buf[end - 1] == '\r' ? end - at - 1 : end - at;
@@ -183,15 +197,14 @@ static int serve_lines(sk_tcp_server *srv, char *buf, size_t len, size_t limit, 
     }
     done = end + 1;
     buf[at + n] = '\0';
-    next = done < len ? next_line(buf, done, len, max) : SK__LINE_MORE;
+    next = done < len ? next_line(buf, done, len, max, window) : SK__LINE_MORE;
     served++;
     bytes_in += n;
     const char *reply = service(buf + at, user);
     if (reply) {
       /* Copied into *out before any user code runs again on this thread. */
-      bool inside = in_request(reply, buf + at, n);
-      size_t rlen = inside ? (size_t)(buf + at + n - reply) : strlen(reply);
-      if (!inside && memchr(reply, '\n', rlen)) {
+      size_t rlen = reply_length(reply, buf + at, n);
+      if (!in_request(reply, buf + at, n) && memchr(reply, '\n', rlen)) {
         if (reply_free)
           reply_free((void *)reply);
         rc = SK_TCP_MULTILINE; /* it would be read as several replies */
