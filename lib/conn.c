@@ -138,11 +138,17 @@ void sk__conn_release(sk_conn_table *t, int fd) {
 }
 
 void sk__conn_set_timer(sk_conn_table *t, int fd, int list, uint32_t now) {
+  sk_conn *c = &t->slots[fd];
+  /* Already on that list with that deadline (restarted within the same
+   * millisecond): every member after it has a deadline at least as late,
+   * so the list stays sorted where it is. */
+  if (list != SK_LIST_NONE && (int)((c->flags & SK_CONN_LIST_MASK) >> SK_CONN_LIST_SHIFT) == list &&
+      c->deadline == now + t->lists[list].timeout_ms)
+    return;
   unlink_timer(t, fd);
   if (list == SK_LIST_NONE || t->lists[list].timeout_ms == 0)
     return;
   sk_timer_list *l = &t->lists[list];
-  sk_conn *c = &t->slots[fd];
   c->deadline = now + l->timeout_ms;
   c->flags |= (uint32_t)list << SK_CONN_LIST_SHIFT;
   c->prev = l->tail;

@@ -251,6 +251,9 @@ static inline int sk__tcp_frame_reply(sk_tcp_server *srv, int framing, const cha
  * SK_EPROTO for the protocol error that stopped it (at buf + *used). */
 int sk__tcp_serve_all(sk_tcp_server *srv, int fd, bool count_first, char *buf, size_t len,
                       size_t limit, size_t *used, sk_buf **out, sk_tally *tally, sk_peer *peer);
+/* Tests set this to serve LINE framing with the portable scan of scan.h
+ * on a processor that has AVX2, so that both are exercised. */
+extern bool sk__scan_portable;
 /* The client ended its stream: a message begun in *in can never complete.
  * It is counted (SK_STAT_DROPS_INCOMPLETE), logged and freed. */
 void sk__tcp_end_of_stream(sk_tcp_server *srv, int fd, sk_buf **in);

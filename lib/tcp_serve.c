@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "frame.h"
+#include "scan.h"
 #include "tcp.h"
 
 void sk__tcp_log_conn(int level, int fd, const char *what) {
@@ -124,132 +125,203 @@ serve_run(sk_tcp_server *srv, int framing, bool nul_free, bool count_first, char
   return rc < 0 ? rc : 0;
 }
 
-/* True if the reply lies inside the request's bytes: the request itself,
- * or a part of it that runs to its end. Such a reply ends where the
- * request ends (the request holds no NUL before its terminator, and no
- * newline), so it needs neither strlen nor the newline check; any other
- * reply is measured. */
-static inline bool in_request(const char *reply, const char *payload, size_t len) {
-  uintptr_t r = (uintptr_t)reply, p = (uintptr_t)payload;
-  return r >= p && r <= p + len;
+/* The reply's length if it lies inside the request's bytes (the request
+ * itself, or a part of it that runs to its end), or a value above len.
+ * Such a reply ends where the request ends (the request holds no NUL
+ * before its terminator, and no newline), so it needs neither strlen nor
+ * the newline check; any other reply is measured. One subtraction: a
+ * reply below the request gives more than len, one above it wraps around
+ * to a larger value still. */
+static inline size_t length_in_request(const char *reply, const char *payload, size_t len) {
+  return (size_t)((uintptr_t)payload + len - (uintptr_t)reply);
 }
 
-static inline size_t reply_length(const char *reply, const char *payload, size_t len) {
-  return in_request(reply, payload, len) ? (size_t)((uintptr_t)payload + len - (uintptr_t)reply)
-                                         : strlen(reply);
-}
-
-/* What next_line found when it is not a whole line: the checked
- * decoder's verdict on the line at p -- more bytes are needed (0), or its
- * protocol error. Out of line, so that the common case stays lean. */
-static __attribute__((noinline)) int line_trouble(const char *p, size_t left, size_t max) {
+/* next_line did not find a whole line of at most max bytes before the
+ * '\n' at p[d]: a line of max payload bytes and its "\r\n" (d is then
+ * returned), or the checked decoder's verdict on the line at p -- more
+ * bytes are needed (SK__LINE_MORE), or its protocol error. Out of line,
+ * so that the common case stays lean. */
+#define SK__LINE_MORE (-1000)
+static __attribute__((noinline)) ptrdiff_t line_slow(const char *p, size_t d, size_t left,
+                                                     size_t max) {
+  if (p[d] == '\n' && d == max + 1 && p[d - 1] == '\r')
+    return (ptrdiff_t)d;
   sk_frame f;
   int rc = sk__frame_decode(SK_FRAME_LINE, p, left, max, &f);
-  assert(rc != 1); /* no NUL-free line ends within max + 2 bytes */
-  return rc;
-}
-
-/* The offset from pos of the '\n' that ends the first line of buf[pos,
- * len) -- buf[len] is '\0' -- or, negative, what line_trouble says (0
- * becomes SK__LINE_MORE). The NUL check is the same scan: strchrnul stops
- * at '\n' or at a NUL, the terminator or one inside the data. */
-#define SK__LINE_MORE (-1000)
-static inline ptrdiff_t next_line(const char *buf, size_t pos, size_t len, size_t max,
-                                  size_t window) {
-  const char *p = buf + pos;
-  size_t d = (size_t)(strchrnul(p, '\n') - p);
-  if (p[d] == '\n' && d < window)
-    return (ptrdiff_t)d;
-  int rc = line_trouble(p, len - pos, max);
+  assert(rc != 1); /* no NUL-free line of max bytes ends at p[d] */
   return rc ? rc : SK__LINE_MORE;
 }
 
+typedef size_t (*stop_fn)(const char *p, const char *end);
+typedef void (*copy_fn)(char *dst, const char *src, size_t n);
+
+/* Where the replies of serve_lines go: the next byte of the output
+ * buffer, and how far replies may go before anything else must be looked
+ * at -- the buffer's room, or the limit, whichever comes first. Addresses
+ * as integers, 0 while there is no buffer. */
+typedef struct reply_pen {
+  uintptr_t at;
+  uintptr_t fast_end;
+} reply_pen;
+
+static void pen_set(reply_pen *pen, sk_buf *ob, size_t limit) {
+  uintptr_t base = (uintptr_t)(ob->data + ob->head);
+  size_t room = (size_t)(ob->cap - ob->head) + 1; /* a reply needs len + 1 bytes */
+  pen->at = base + ob->len;
+  pen->fast_end = base + (room < limit ? room : limit);
+}
+
+/* The reply that does not fit below pen->fast_end: make room for it, or
+ * count it as too large (SK_ENOMEM), and say whether the output has
+ * reached the limit (SK_TCP_SERVE_FULL). Out of line: it is rare. */
+static __attribute__((noinline)) int put_reply_slow(sk_tcp_server *srv, sk_buf **out, size_t limit,
+                                                    reply_pen *pen, const char *reply,
+                                                    size_t rlen) {
+  sk_buf *ob = *out;
+  if (ob)
+    ob->len = (uint32_t)(pen->at - (uintptr_t)(ob->data + ob->head));
+  char *dst = rlen < UINT32_MAX ? sk__buf_reserve(out, rlen + 1) : NULL;
+  if (!dst) {
+    sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
+    return SK_ENOMEM;
+  }
+  memcpy(dst, reply, rlen);
+  dst[rlen] = '\n';
+  ob = *out;
+  ob->len += (uint32_t)rlen + 1;
+  pen_set(pen, ob, limit);
+  return ob->len >= limit ? SK_TCP_SERVE_FULL : 0;
+}
+
 /* sk__tcp_serve_all for LINE framing in the event loop, the common case,
- * kept lean: what stays in memory across a service call (the output
- * buffer's fill, the counts) is kept in locals and written back at the
- * end. Each request is made a C string where its line ends, and the next
- * line is found before the service runs: the scan gives the NUL store
- * time to complete before anything (strlen of an echoed reply) loads the
- * bytes again, which would stall otherwise. */
-static int serve_lines(sk_tcp_server *srv, char *buf, size_t len, size_t limit, size_t *used,
-                       sk_buf **out, sk_tally *tally) {
+ * kept lean: as little as can be stays live across a service call (the
+ * counts are derived at the end from the bytes consumed and the rare
+ * requests without a reply; the output is a pen with one bound, and
+ * anything beyond it goes out of line). `stop` (scan.h) finds where a
+ * line ends and checks it for NUL in the same scan: it stops at '\n' or
+ * at a NUL, the terminator buf[len] or one inside the data. A line of
+ * d <= max bytes before its '\n' holds at most max payload bytes, with or
+ * without '\r'; anything else asks line_slow. Each request is made a C
+ * string where its line ends. `frees`, `stop` and `copy` are constant in
+ * each copy of this function. */
+static inline __attribute__((always_inline)) int
+serve_lines_with(sk_tcp_server *srv, char *buf, size_t len, size_t limit, size_t *used,
+                 sk_buf **out, sk_tally *tally, bool frees, stop_fn stop, copy_fn copy) {
   const sk_service service = srv->core.service;
   void *const user = srv->core.user;
-  const sk_reply_free reply_free = srv->core.reply_free;
   const size_t max = (size_t)srv->core.max_message;
-  const size_t window = max + 2; /* max is at most 64 MiB */
-  uint64_t served = 0, bytes_in = 0, replies = 0;
-  /* The output buffer as locals: where its free space starts and ends. */
-  sk_buf *ob = *out;
-  size_t start = ob ? ob->len : 0, filled = start;
-  size_t space = ob ? ob->cap - ob->head : 0; /* filled never passes it */
-  char *base = ob ? ob->data + ob->head : NULL;
-  size_t done = 0;
+  char *const end = buf + len + 1; /* past the terminator */
+  /* served: requests; silent: of those, without a reply; cr: lines that
+   * ended in "\r\n". */
+  uint64_t served = 0, silent = 0, cr = 0;
+  size_t start = sk__buf_len(*out);
+  reply_pen pen = {0, 0};
+  if (*out)
+    pen_set(&pen, *out, limit);
+  char *p = buf;
   int rc = 0;
   buf[len] = '\0';
-  ptrdiff_t next = next_line(buf, 0, len, max, window);
-  while (next >= 0) {
-    size_t at = done, end = at + (size_t)next;
-    size_t n = end > at && buf[end - 1] == '\r' ? end - at - 1 : end - at;
-    if (n > max) {
-      rc = SK_EMSGSIZE;
-      break;
-    }
-    done = end + 1;
-    buf[at + n] = '\0';
-    next = done < len ? next_line(buf, done, len, max, window) : SK__LINE_MORE;
-    served++;
-    bytes_in += n;
-    const char *reply = service(buf + at, user);
-    if (reply) {
-      /* Copied into *out before any user code runs again on this thread. */
-      size_t rlen = reply_length(reply, buf + at, n);
-      if (!in_request(reply, buf + at, n) && memchr(reply, '\n', rlen)) {
-        if (reply_free)
-          reply_free((void *)reply);
-        rc = SK_TCP_MULTILINE; /* it would be read as several replies */
+  for (;;) {
+    size_t d = stop(p, end);
+    if (p[d] != '\n' || d > max) {
+      if (p + d + 1 == end && d <= max + 1)
+        break; /* the terminator: the rest is the start of a line */
+      ptrdiff_t r = line_slow(p, d, (size_t)(end - 1 - p), max);
+      if (r < 0) {
+        if (r != SK__LINE_MORE)
+          rc = (int)r; /* the protocol error of the line at p */
         break;
       }
-      char *dst;
-      if (rlen < space - filled) { /* room for the reply and its '\n' */
-        dst = base + filled;
-      } else {
-        if (ob)
-          ob->len = (uint32_t)filled;
-        dst = rlen < UINT32_MAX ? sk__buf_reserve(out, rlen + 1) : NULL;
-        if (!dst) {
-          sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
-          if (reply_free)
-            reply_free((void *)reply);
-          rc = SK_ENOMEM;
-          break;
-        }
-        ob = *out;
-        space = ob->cap - ob->head;
-        base = ob->data + ob->head;
-      }
-      memcpy(dst, reply, rlen);
-      dst[rlen] = '\n';
-      filled += rlen + 1;
-      replies++;
-      if (reply_free)
-        reply_free((void *)reply);
     }
-    if (filled >= limit) {
-      rc = SK_TCP_SERVE_FULL;
+    size_t n = d;
+    if (n > 0 && p[n - 1] == '\r') {
+      n--;
+      cr++;
+    }
+    char *payload = p;
+    p += d + 1;
+    payload[n] = '\0';
+    served++;
+    const char *reply = service(payload, user);
+    if (!reply) {
+      silent++;
+      if (*out && pen.at - (uintptr_t)sk__buf_bytes(*out) >= limit) {
+        rc = SK_TCP_SERVE_FULL; /* the output was at its limit already */
+        break;
+      }
+      continue;
+    }
+    /* Copied into *out before any user code runs again on this thread. */
+    size_t rlen = length_in_request(reply, payload, n);
+    bool inside = rlen <= n;
+    if (!inside)
+      rlen = strlen(reply);
+    int st = 0;
+    if (!inside && memchr(reply, '\n', rlen)) {
+      st = SK_TCP_MULTILINE; /* it would be read as several replies */
+    } else if (pen.at + rlen + 1 < pen.fast_end) {
+      char *dst = (char *)pen.at;
+      copy(dst, reply, rlen);
+      dst[rlen] = '\n';
+      pen.at += rlen + 1;
+    } else {
+      reply_pen moved = pen; /* the pen itself stays in registers */
+      st = put_reply_slow(srv, out, limit, &moved, reply, rlen);
+      pen = moved;
+    }
+    if (frees)
+      srv->core.reply_free((void *)reply);
+    if (st) {
+      if (st != SK_TCP_SERVE_FULL)
+        silent++;
+      rc = st;
       break;
     }
   }
-  if (next < 0 && next != SK__LINE_MORE && rc == 0)
-    rc = (int)next; /* the protocol error of the line at `done` */
-  if (ob)
+  size_t done = (size_t)(p - buf);
+  sk_buf *ob = *out;
+  size_t filled = start;
+  if (ob) {
+    filled = (size_t)(pen.at - (uintptr_t)(ob->data + ob->head));
     ob->len = (uint32_t)filled;
+  }
+  uint64_t replies = served - silent;
   tally->in += served;
-  tally->bytes_in += bytes_in;
+  tally->bytes_in += done - served - cr; /* each line also had its '\n' */
   tally->out += replies;
   tally->bytes_out += filled - start - replies; /* each reply added its '\n' */
   *used = done;
   return rc; /* 0, SK_TCP_SERVE_FULL or an error */
+}
+
+bool sk__scan_portable;
+
+#ifdef SK__SCAN_AVX2
+static __attribute__((noinline, target("avx2"))) int serve_lines_avx2(sk_tcp_server *srv, char *buf,
+                                                                      size_t len, size_t limit,
+                                                                      size_t *used, sk_buf **out,
+                                                                      sk_tally *tally) {
+  if (srv->core.reply_free)
+    return serve_lines_with(srv, buf, len, limit, used, out, tally, true, sk__scan_stop_avx2,
+                            sk__scan_copy_avx2);
+  return serve_lines_with(srv, buf, len, limit, used, out, tally, false, sk__scan_stop_avx2,
+                          sk__scan_copy_avx2);
+}
+#endif
+
+/* One copy for each way to scan (scan.h), and for services that free
+ * their replies or not, so that the common one tests nothing per message. */
+static int serve_lines(sk_tcp_server *srv, char *buf, size_t len, size_t limit, size_t *used,
+                       sk_buf **out, sk_tally *tally) {
+#ifdef SK__SCAN_AVX2
+  if (!sk__scan_portable && sk__scan_avx2())
+    return serve_lines_avx2(srv, buf, len, limit, used, out, tally);
+#endif
+  if (srv->core.reply_free)
+    return serve_lines_with(srv, buf, len, limit, used, out, tally, true, sk__scan_stop,
+                            sk__scan_copy);
+  return serve_lines_with(srv, buf, len, limit, used, out, tally, false, sk__scan_stop,
+                          sk__scan_copy);
 }
 
 int sk__tcp_serve_all(sk_tcp_server *srv, int fd, bool count_first, char *buf, size_t len,
