@@ -31,6 +31,8 @@ static void explain_address(const char *transport, const char *address) {
             transport, address);
 }
 
+static void free_server(void *arg);
+
 static int init(sk_server *s, const sk_server_ops *ops, const char *address, sk_service service,
                 void *user) {
   int rc = sk__addr_parse(&s->addr, address);
@@ -51,7 +53,7 @@ static int init(sk_server *s, const sk_server_ops *ops, const char *address, sk_
     munmap(s->stats, STATS_SIZE);
     return rc;
   }
-  pthread_mutex_init(&s->life_lock, NULL);
+  sk__life_init(&s->life, free_server, s);
   return SK_OK;
 }
 
@@ -247,14 +249,15 @@ static int spawn(sk_server *s, int first) {
   return SK_OK;
 }
 
-static void free_server(sk_server *s) {
+/* The last hold of the server is gone (sk_life). */
+static void free_server(void *arg) {
+  sk_server *s = arg;
   if (s->threads)
     end_run(s); /* left to the stragglers that have now ended */
   close_listeners(s);
   free(s->fds);
   sk__close(s->stopfd);
   munmap(s->stats, STATS_SIZE);
-  pthread_mutex_destroy(&s->life_lock);
   if (s->ops->destroy)
     s->ops->destroy(s);
   free(s); /* the transport's struct, which begins with the core */
@@ -278,11 +281,9 @@ static int finish(sk_server *s, int rc) {
   /* A service call still running after the drain time is left to end on
    * its own (its reply is discarded): run must return, and never waits
    * for it without bound. */
-  int64_t deadline = sk__server_drain_deadline(s);
+  int64_t deadline = sk__life_drain_deadline(&s->life);
   s->ops->settle(s, deadline); /* closes the pool too */
-  pthread_mutex_lock(&s->life_lock);
-  bool stragglers = s->stragglers > 0;
-  pthread_mutex_unlock(&s->life_lock);
+  bool stragglers = sk__life_held(&s->life);
   /* Close now so that clients stop queueing for a server that is done;
    * the bound address stays readable. */
   if (!stragglers) {
@@ -324,34 +325,10 @@ int sk__server_stop(sk_server *s) {
   return SK_OK;
 }
 
-int64_t sk__server_drain_deadline(sk_server *s) {
-  int64_t deadline = atomic_load(&s->drain_deadline);
-  if (deadline == 0) {
-    int64_t want = sk__clock_ms() + s->drain_timeout_ms;
-    if (atomic_compare_exchange_strong(&s->drain_deadline, &deadline, want))
-      deadline = want;
-  }
-  return deadline;
-}
-
 /* ---- lifetime --------------------------------------------------------- */
 
-void sk__server_hold(sk_server *s) {
-  pthread_mutex_lock(&s->life_lock);
-  s->stragglers++;
-  pthread_mutex_unlock(&s->life_lock);
-}
-
-void sk__server_release(sk_server *s) {
-  pthread_mutex_lock(&s->life_lock);
-  bool last = --s->stragglers == 0 && s->destroyed;
-  pthread_mutex_unlock(&s->life_lock);
-  if (last)
-    free_server(s);
-}
-
 static void pool_ended(void *s) {
-  sk__server_release(s);
+  sk__life_release(&((sk_server *)s)->life);
 }
 
 void sk__server_close_pool(sk_server *s, int64_t deadline) {
@@ -359,9 +336,9 @@ void sk__server_close_pool(sk_server *s, int64_t deadline) {
     return;
   /* Held before the close: a pool left to its stragglers may end, and
    * call pool_ended, before sk__pool_close has even returned. */
-  sk__server_hold(s);
+  sk__life_hold(&s->life);
   if (sk__pool_close(s->pool, deadline, pool_ended, s))
-    sk__server_release(s); /* not the last: destroy has not run */
+    sk__life_release(&s->life); /* not the last: destroy has not run */
   s->pool = NULL;
 }
 
@@ -374,10 +351,6 @@ void sk__server_destroy(sk_server *s) {
   if (s->unlink_path)
     sk__unlink_unix_path(&s->addr, &s->unix_file);
   s->unlink_path = false;
-  pthread_mutex_lock(&s->life_lock);
-  s->destroyed = true;
-  bool later = s->stragglers > 0; /* the last straggler frees it */
-  pthread_mutex_unlock(&s->life_lock);
-  if (!later)
-    free_server(s);
+  /* The owner's hold: if stragglers still run, the last of them frees it. */
+  sk__life_release(&s->life);
 }

@@ -12,6 +12,7 @@
 
 #include "addr.h"
 #include "internal.h"
+#include "life.h"
 #include "pool.h"
 
 enum sk_server_state { SK_SERVER_CREATED, SK_SERVER_LISTENING, SK_SERVER_RUNNING, SK_SERVER_DONE };
@@ -68,15 +69,14 @@ struct sk_server {
 
   /* Options both transports have; set through each one's option table. */
   long long max_message, reuseport, rcvbuf, sndbuf;
-  long long model, workers, io_threads, drain_timeout_ms;
+  long long model, workers, io_threads;
 
   _Atomic int state; /* sk_server_state; read by the thread-safe queries */
   atomic_bool stop_requested;
   /* Never drained: once written, every I/O thread and connection thread
    * sees it readable, which is what makes stop sticky and reach them all. */
   int stopfd;
-  _Atomic int64_t drain_deadline; /* sk__clock_ms() when a stop's drain ends; 0 before */
-  bool started;                   /* start ran and finish has not */
+  bool started; /* start ran and finish has not */
 
   /* The listener set: one socket per I/O thread on one port (SO_REUSEPORT
    * spreads clients over them), or one shared by all on a UNIX path,
@@ -92,12 +92,10 @@ struct sk_server {
   sk_server_thread *threads; /* nio, during a run */
   sk_pool *pool;             /* SK_MODEL_WORKER_POOL, during a run */
 
-  /* Service calls left running past the drain time keep the server's
-   * memory (and whatever the transport says) alive; the last one to end
-   * frees the server if destroy came first. Under life_lock. */
-  pthread_mutex_t life_lock;
-  int stragglers;
-  bool destroyed;
+  /* The drain time (an option both transports have), its deadline, and
+   * the holds of service calls left running past it: the last one to end
+   * frees the server if destroy came first. */
+  sk_life life;
 
   /* In a MAP_SHARED mapping, so that children of the process model count
    * into the parent's counters. */
@@ -129,17 +127,8 @@ int sk__server_address(const sk_server *s, char *buf, size_t size);
 int sk__server_set_reply_free(sk_server *s, sk_reply_free fn);
 void sk__server_destroy(sk_server *s);
 
-/* When the drain after a stop ends: fixed by the first to ask after the
- * stop, so every thread keeps the same time. */
-int64_t sk__server_drain_deadline(sk_server *s);
-
 /* Close the pool by `deadline`; service calls still running then are
  * left to end on their own, and hold the server until they have. */
 void sk__server_close_pool(sk_server *s, int64_t deadline);
-
-/* Stragglers: each hold keeps the server's memory alive until its release;
- * the last release after destroy frees it (on the releasing thread). */
-void sk__server_hold(sk_server *s);
-void sk__server_release(sk_server *s);
 
 #endif

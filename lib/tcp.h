@@ -1,8 +1,11 @@
 /* tcp.h -- internal: the TCP server's shared state, split across
- * tcp_server.c (API, on the server core of server.h), tcp_loop.c (event
- * loops), tcp_serve.c (the serving path of every model), tcp_blocking.c
- * (one connection served on its own thread) and the models of
- * tcp_thread.c and tcp_process.c. */
+ * tcp_server.c (API, on the server core of server.h), tcp_io.c (an event
+ * loop's state and listener), tcp_loop.c (its run and connections),
+ * tcp_serve.c (the serving path of every model), tcp_blocking.c (one
+ * connection served on its own thread) and the concurrency models: the
+ * event loop's own (in tcp_loop.c), tcp_pool.c, tcp_thread.c and
+ * tcp_process.c, which the loop reaches only through their sk_tcp_model
+ * tables. */
 #ifndef SK_TCP_H
 #define SK_TCP_H
 
@@ -27,7 +30,7 @@
 
 /* Connection flags beyond those of conn.h. */
 enum {
-  SK_CONN_JOB_PAUSED = 1u << 6, /* pool: in-flight limit reached */
+  SK_CONN_JOB_PAUSED = 1u << 6, /* the model's in-flight limit reached (pool) */
   SK_CONN_STOPPING = 1u << 7,   /* server stopping: no more requests */
   SK_CONN_IN_OFF = 1u << 10,    /* EPOLLIN is not registered (it is at accept) */
   SK_CONN_BROKEN = 1u << 11,    /* a reply was lost: no later one may be sent */
@@ -44,7 +47,6 @@ typedef struct sk_tally {
   uint64_t in, bytes_in, out, bytes_out;
 } sk_tally;
 
-typedef struct sk_tcp_job sk_tcp_job;
 typedef struct sk_tcp_io sk_tcp_io;
 
 /* epoll data tags of an event loop; connections use their descriptor. */
@@ -54,16 +56,42 @@ typedef struct sk_tcp_io sk_tcp_io;
 #define SK_TCP_TAG_MASK (UINT64_C(0xff) << 40)
 
 /* A concurrency model as the event loop sees it: the loop accepts, and
- * hands each client to the model. The event loop and the worker pool
- * serve connections in the loop itself (tcp_loop.c); the thread and
- * process models give each client a thread (tcp_thread.c) or a child
+ * hands each client to the model. The event loop (tcp_loop.c) and the
+ * worker pool (tcp_pool.c) serve connections in the loop itself, the pool
+ * through the hooks from `serve` to `closed`; the thread and process
+ * models give each client a thread (tcp_thread.c) or a child
  * (tcp_process.c) of its own. Hooks run on the loop's thread unless
  * said; NULL hooks do nothing. */
 typedef struct sk_tcp_model {
   bool keep_peer; /* accept records each client's address (pool jobs carry it) */
+  /* At listen (on its caller's thread), once the loops are made: the
+   * model's state for the whole server (srv->model_state). A status on
+   * failure; `end` is then called. */
+  int (*begin)(sk_tcp_server *srv);
   /* A client was accepted and counted in `active`: serve it, or close it,
-   * uncount it and count it as rejected. */
+   * uncount it and count it as rejected. NULL: the loop tracks it as a
+   * connection of its own (sk__tcp_add_connection). */
   void (*accepted)(sk_tcp_io *io, int fd, const struct sockaddr_storage *peer, socklen_t peer_len);
+  /* Take the whole messages at the front of buf[0, len) of connection fd
+   * (the loop then has `room` > 0 bytes of output for it); results as
+   * sk__tcp_serve_all's. NULL: the loop serves them itself, with
+   * sk__tcp_serve_all into io->out. Called once per read, not per message. */
+  int (*serve)(sk_tcp_io *io, int fd, sk_conn *c, char *buf, size_t len, size_t room, size_t *used);
+  /* Requests of connection fd the model has in flight: while there are
+   * any, the connection has no idle timer and does not end at its
+   * client's EOF or at a stop. NULL: none. */
+  uint32_t (*pending)(sk_tcp_io *io, int fd);
+  /* The connection may go on (its output drained, or the model's wake
+   * brought completions for it): hand it the replies the model holds, in
+   * order, before the loop serves input held back. False if that closed
+   * the connection. */
+  bool (*resume)(sk_tcp_io *io, int fd, sk_conn *c);
+  /* The loop's wake-up (sk__loop_wake, from any thread) was read: take the
+   * model's completions and resume their connections (sk__tcp_resume). */
+  void (*wake)(sk_tcp_io *io);
+  /* Connection fd is closing: forget what the model holds for it (work
+   * still running comes back later and is dropped). */
+  void (*closed)(sk_tcp_io *io, int fd);
   /* After each batch of events, and for an event tagged SK_TCP_TAG_MODEL:
    * the model's housekeeping (finished threads, exited children). */
   void (*tick)(sk_tcp_io *io);
@@ -77,51 +105,24 @@ typedef struct sk_tcp_model {
   /* Every loop has ended (on the thread that ends the run): wait for the
    * model's own threads until `deadline`; any left are stragglers. */
   void (*settle)(sk_tcp_server *srv, int64_t deadline);
-  /* Free the model's state in a loop. */
+  /* Free the model's state in a loop: where the run's state is freed (at
+   * its end, or on the thread of the last straggler), never before. */
   void (*free)(sk_tcp_io *io);
+  /* After every loop is freed, the same way: free what begin made. */
+  void (*end)(sk_tcp_server *srv);
 } sk_tcp_model;
 
 extern const sk_tcp_model sk__tcp_event_model;   /* tcp_loop.c */
-extern const sk_tcp_model sk__tcp_pool_model;    /* tcp_loop.c */
+extern const sk_tcp_model sk__tcp_pool_model;    /* tcp_pool.c */
 extern const sk_tcp_model sk__tcp_thread_model;  /* tcp_thread.c */
 extern const sk_tcp_model sk__tcp_process_model; /* tcp_process.c */
-
-/* Requests of one connection handed to the pool, oldest first, and who
- * the connection's client is: taken at accept, so a job never has to ask
- * the kernel about a descriptor that may by then belong to someone else. */
-typedef struct sk_job_fifo {
-  sk_tcp_job *head;
-  sk_tcp_job *tail;
-  uint32_t count;
-  int32_t next_touched; /* collect_jobs' list of FIFOs with completions */
-  bool touched;
-  socklen_t peer_len;
-  struct sockaddr_storage peer;
-} sk_job_fifo;
-
-/* A request travelling to the pool and its reply travelling back. */
-struct sk_tcp_job {
-  sk_pool_task task;
-  sk_tcp_io *io;
-  sk_tcp_job *next_in_conn; /* FIFO of the connection (loop thread only) */
-  sk_tcp_job *next_done;    /* completion list (under io->done_lock) */
-  int fd;
-  bool done;     /* loop thread only: the reply is back */
-  bool orphaned; /* loop thread only: the connection closed meanwhile */
-  bool failed;   /* the reply could not be copied: the connection must end */
-  char *reply;   /* malloc'd copy, or NULL for no reply */
-  size_t reply_len;
-  socklen_t peer_len;
-  struct sockaddr_storage peer; /* the client, as it was at accept */
-  char request[];               /* NUL-terminated copy */
-};
 
 /* One event-loop thread: its listener, connections and working memory. */
 struct sk_tcp_io {
   sk_peer peer; /* the request being served, for sk_peer_address() */
   sk_tcp_server *srv;
   int index;    /* of the loop in srv->io, and of its listener in the core */
-  sk_loop loop; /* its wake-up carries pool completions */
+  sk_loop loop; /* its wake-up carries the model's completions (the pool's) */
   int listen_fd;
   bool owns_listener; /* false where loops share one UNIX listener */
   int reserve_fd;     /* spare descriptor given up to shed a client at EMFILE */
@@ -141,25 +142,10 @@ struct sk_tcp_io {
   sk_tally tally; /* flushed to the counters after each read or completion */
   sk_conn_table conns;
 
-  /* Worker pool model. */
-  sk_job_fifo *fifos; /* indexed by descriptor */
-  int fifo_cap;
-  pthread_mutex_t done_lock;
-  sk_tcp_job *done_head;
-
-  /* The model's own state in this loop (the process model's children),
-   * made and freed by the model. */
+  /* The model's own state in this loop (the pool's job queues, the
+   * process model's children), made and freed by the model. */
   void *model_state;
 };
-
-/* A thread of the thread-per-connection model. */
-typedef struct sk_conn_thread {
-  pthread_t id;
-  sk_tcp_server *srv;
-  int fd;        /* closed under threads_lock */
-  bool detached; /* left running past the drain time */
-  struct sk_conn_thread *next;
-} sk_conn_thread;
 
 struct sk_tcp_server {
   sk_server core; /* first: the core frees the struct */
@@ -178,10 +164,7 @@ struct sk_tcp_server {
 
   const sk_tcp_model *models; /* SK_OPT_MODEL's, fixed at listen */
   sk_tcp_io *io;              /* core.nio event loops, during a run */
-
-  pthread_mutex_t threads_lock;
-  sk_conn_thread *live_threads;
-  sk_conn_thread *finished_threads;
+  void *model_state;          /* the model's, for the server (the thread model's threads) */
 
   sk_log_limit error_log; /* protocol errors and lost replies */
   atomic_llong active;    /* connections (or children) open now */
@@ -263,10 +246,34 @@ void sk__tcp_log_conn(int level, int fd, const char *what);
 /* Count and log a protocol error (SK_EMSGSIZE or SK_EPROTO). */
 void sk__tcp_protocol_error(sk_tcp_server *srv, int fd, int rc);
 
-/* tcp_loop.c */
+/* tcp_io.c: a loop's state and its listener. */
 int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv, int index);
 void sk__tcp_io_free(sk_tcp_io *io);
+/* Accept a batch of clients and hand each to the model. */
+void sk__tcp_accept(sk_tcp_io *io);
+/* Back into the epoll set once a rest the listener took at EMFILE is over. */
+void sk__tcp_resume_listener(sk_tcp_io *io);
+/* The drain takes no more clients: the loop's listener leaves it. */
+void sk__tcp_close_listener(sk_tcp_io *io);
+/* Track an accepted client as a connection of the loop; `ready` false:
+ * the model has no room for it (out of memory), and it is rejected.
+ * False if it was rejected. */
+bool sk__tcp_add_connection(sk_tcp_io *io, int fd, bool ready);
+
+/* tcp_loop.c: the loop's run and its connections. */
 int sk__tcp_io_run(sk_tcp_io *io);
+/* For the models that serve in the loop (the pool); each bool result says
+ * whether the connection is still open. */
+/* Bytes of replies the connection may queue now (0: none). */
+size_t sk__tcp_output_room(sk_tcp_io *io, const sk_conn *c);
+/* Send the replies collected in io->out, or queue them behind its output. */
+bool sk__tcp_deliver(sk_tcp_io *io, int fd, sk_conn *c);
+/* Nothing to send and nothing pending: linger or close if it is ending. */
+bool sk__tcp_settle(sk_tcp_io *io, int fd, sk_conn *c);
+/* The connection may go on: the model's resume hook, then its input. */
+void sk__tcp_resume(sk_tcp_io *io, int fd, sk_conn *c);
+/* A reply is lost: the ones before it go out, then the connection ends. */
+void sk__tcp_lose_reply(sk_tcp_io *io, int fd, sk_conn *c);
 
 /* tcp_blocking.c */
 /* Serve one connection to the end on the calling thread (thread and

@@ -37,7 +37,7 @@ static bool send_all(sk_tcp_server *srv, int fd, sk_buf **out, int stopfd) {
       deadline = srv->write_timeout_ms ? sk__clock_ms() + srv->write_timeout_ms : -1;
     int64_t until = deadline;
     if (stopping) {
-      int64_t drain = sk__server_drain_deadline(&srv->core);
+      int64_t drain = sk__life_drain_deadline(&srv->core.life);
       if (until < 0 || drain < until)
         until = drain;
     }

@@ -1,10 +1,8 @@
-/* tcp_loop.c -- one TCP event loop: accept, per-connection framing, reply
- * dispatch (inline or through the worker pool), timers and the stop drain. */
+/* tcp_loop.c -- one TCP event loop's run and its connections: output and
+ * backpressure, timers and the stop drain; the event-loop model serves
+ * inline, the others through their sk_tcp_model tables. */
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,86 +14,15 @@
 #include "frame.h"
 #include "tcp.h"
 
-#define ACCEPT_BATCH 64
 #define EVENT_BATCH 256
-/* How long the listener rests when no descriptor can be freed to shed a
- * client at EMFILE, so that running out of descriptors never spins. */
-#define ACCEPT_PAUSE_MS 100
-
-/* ---- setup ------------------------------------------------------------ */
-
-int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv, int index) {
-  io->srv = srv;
-  io->index = index;
-  /* One listener each, or one shared by all (UNIX). */
-  io->listen_fd = srv->core.fds[index % srv->core.nfds];
-  io->owns_listener = srv->core.nfds == srv->core.nio;
-  io->reserve_fd = -1;
-  sk__conn_table_init(&io->conns);
-  io->conns.lists[SK_LIST_IDLE].timeout_ms = (uint32_t)srv->idle_timeout_ms;
-  io->conns.lists[SK_LIST_WRITE].timeout_ms = (uint32_t)srv->write_timeout_ms;
-  io->conns.lists[SK_LIST_LINGER].timeout_ms = SK_TCP_LINGER_MS;
-  pthread_mutex_init(&io->done_lock, NULL);
-  int rc = sk__loop_init(&io->loop);
-  if (rc != SK_OK) {
-    pthread_mutex_destroy(&io->done_lock);
-    io->srv = NULL;
-    return rc;
-  }
-  /* Kept open so that one can be given up at EMFILE to accept and close
-   * the next client, instead of leaving it in the backlog forever. */
-  io->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  return SK_OK;
-}
-
-static void free_job_list(sk_tcp_job *job, bool via_done) {
-  while (job) {
-    sk_tcp_job *next = via_done ? job->next_done : job->next_in_conn;
-    free(job->reply);
-    free(job);
-    job = next;
-  }
-}
-
-void sk__tcp_io_free(sk_tcp_io *io) {
-  if (!io->srv)
-    return; /* never initialised, or freed already */
-  for (int fd = 0; fd < io->conns.cap; fd++)
-    if (sk__conn_get(&io->conns, fd))
-      sk__close(fd);
-  sk__conn_table_free(&io->conns);
-  /* Jobs come back through the done list even when their connection is
-   * gone; the ones still in a connection's FIFO are done and unsent. */
-  free_job_list(io->done_head, true);
-  io->done_head = NULL;
-  for (int fd = 0; fd < io->fifo_cap; fd++)
-    for (sk_tcp_job *j = io->fifos[fd].head, *next; j; j = next) {
-      next = j->next_in_conn;
-      if (j->done) {
-        free(j->reply);
-        free(j);
-      }
-    }
-  free(io->fifos);
-  io->fifos = NULL;
-  if (io->srv->models->free)
-    io->srv->models->free(io);
-  io->listen_fd = -1; /* the core's */
-  sk__close(io->reserve_fd);
-  sk__loop_close(&io->loop);
-  if (io->in)
-    munmap(io->in, io->in_size + 1);
-  io->in = NULL;
-  free(io->out);
-  io->out = NULL;
-  pthread_mutex_destroy(&io->done_lock);
-  io->srv = NULL;
-}
 
 /* ---- connections ------------------------------------------------------ */
 
-static uint32_t fifo_count(sk_tcp_io *io, int fd) {
-  return fd < io->fifo_cap ? io->fifos[fd].count : 0;
+/* Requests of the connection the model has in flight (the pool's); no
+ * indirect call for a model without any. */
+static uint32_t pending(sk_tcp_io *io, int fd) {
+  const sk_tcp_model *model = io->srv->models;
+  return model->pending ? model->pending(io, fd) : 0;
 }
 
 static void buffered_add(sk_tcp_io *io, int64_t n) {
@@ -105,19 +32,8 @@ static void buffered_add(sk_tcp_io *io, int64_t n) {
 static void close_conn(sk_tcp_io *io, int fd) {
   sk_conn *c = sk__conn_get(&io->conns, fd);
   buffered_add(io, -(int64_t)sk__buf_len(c->out));
-  if (fd < io->fifo_cap) {
-    /* Jobs still with the pool come back later and are freed then. */
-    for (sk_tcp_job *j = io->fifos[fd].head, *next; j; j = next) {
-      next = j->next_in_conn;
-      if (j->done) {
-        free(j->reply);
-        free(j);
-      } else {
-        j->orphaned = true;
-      }
-    }
-    io->fifos[fd] = (sk_job_fifo){0};
-  }
+  if (io->srv->models->closed)
+    io->srv->models->closed(io, fd);
   sk__conn_release(&io->conns, fd);
   /* close() also takes the descriptor out of the epoll set: nothing else
    * holds a duplicate of it -- unless a connection child was forked since
@@ -167,11 +83,11 @@ static int update_events(sk_tcp_io *io, int fd, sk_conn *c) {
 
 /* Choose the timer that matches the connection's state: waiting for a
  * request (idle), for the client to take output (write stall), or none
- * while the pool works on its requests. `progress` restarts the clock. */
+ * while the model works on its requests. `progress` restarts the clock. */
 static void update_timer(sk_tcp_io *io, int fd, sk_conn *c, bool progress) {
   if (c->flags & (SK_CONN_SHUT_WR | SK_CONN_STOPPING))
     return;
-  int want = c->out ? SK_LIST_WRITE : fifo_count(io, fd) ? SK_LIST_NONE : SK_LIST_IDLE;
+  int want = c->out ? SK_LIST_WRITE : pending(io, fd) ? SK_LIST_NONE : SK_LIST_IDLE;
   int now_in = (int)((c->flags & SK_CONN_LIST_MASK) >> SK_CONN_LIST_SHIFT);
   if (want != now_in || progress)
     sk__conn_set_timer(&io->conns, fd, want, sk__loop_now(&io->loop));
@@ -201,7 +117,7 @@ static void begin_linger(sk_tcp_io *io, int fd, sk_conn *c) {
 /* Nothing left to send and nothing in flight: decide what comes next.
  * Returns false if the connection was closed. */
 static bool settle(sk_tcp_io *io, int fd, sk_conn *c) {
-  if (c->out || fifo_count(io, fd))
+  if (c->out || pending(io, fd))
     return true;
   if (c->flags & SK_CONN_CLOSING) {
     begin_linger(io, fd, c);
@@ -318,81 +234,7 @@ static bool deliver(sk_tcp_io *io, int fd, sk_conn *c) {
   return flush_conn(io, fd, c);
 }
 
-/* ---- worker pool ------------------------------------------------------ */
-
-static void job_run(sk_pool_task *task) {
-  sk_tcp_job *job = (sk_tcp_job *)task;
-  sk_tcp_io *io = job->io;
-  sk_tcp_server *srv = io->srv;
-  if (!atomic_load_explicit(&srv->cancel_jobs, memory_order_relaxed)) {
-    /* Pool threads are shared by every connection and server: bind per
-     * job, to the address taken at accept (the descriptor may belong to
-     * another client by now). */
-    sk_peer peer;
-    sk_peer *was = sk__peer_bind(&peer);
-    sk__peer_set_addr(&peer, (const struct sockaddr *)&job->peer, job->peer_len);
-    const char *reply = srv->core.service(job->request, srv->core.user);
-    if (reply) {
-      /* Copied on this thread, before it runs user code again. */
-      job->reply_len = strlen(reply);
-      job->reply = sk__malloc(SK_ALLOC_REPLY, job->reply_len + 1);
-      if (job->reply)
-        memcpy(job->reply, reply, job->reply_len + 1);
-      else
-        job->failed = true;
-      if (srv->core.reply_free)
-        srv->core.reply_free((void *)reply);
-    }
-    sk__peer_bind(was);
-  }
-  pthread_mutex_lock(&io->done_lock);
-  bool first = io->done_head == NULL;
-  job->next_done = io->done_head;
-  io->done_head = job;
-  pthread_mutex_unlock(&io->done_lock);
-  /* One wake-up per batch of completions, not one write per request: the
-   * loop takes the whole list after each wake-up it reads, so a list that
-   * was not empty already has a wake-up on its way. */
-  if (first)
-    sk__loop_wake(&io->loop);
-}
-
-static bool grow_fifos(sk_tcp_io *io, int fd) {
-  if (fd < io->fifo_cap)
-    return true;
-  int cap = io->fifo_cap ? io->fifo_cap : 64;
-  while (cap <= fd)
-    cap *= 2;
-  sk_job_fifo *f = sk__realloc(SK_ALLOC_TABLE, io->fifos, (size_t)cap * sizeof *f);
-  if (!f)
-    return false;
-  memset(f + io->fifo_cap, 0, (size_t)(cap - io->fifo_cap) * sizeof *f);
-  io->fifos = f;
-  io->fifo_cap = cap;
-  return true;
-}
-
-/* Queue one request for the pool. False if out of memory. */
-static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len) {
-  sk_tcp_job *job = sk__malloc(SK_ALLOC_JOB, sizeof *job + len + 1);
-  if (!job)
-    return false;
-  sk_job_fifo *q = &io->fifos[fd]; /* made at accept */
-  *job = (sk_tcp_job){.task.run = job_run, .io = io, .fd = fd, .peer_len = q->peer_len};
-  memcpy(&job->peer, &q->peer, q->peer_len);
-  memcpy(job->request, payload, len);
-  job->request[len] = '\0';
-  if (q->tail)
-    q->tail->next_in_conn = job;
-  else
-    q->head = job;
-  q->tail = job;
-  q->count++;
-  io->tally.in++;
-  io->tally.bytes_in += len;
-  sk__pool_submit(io->srv->core.pool, &job->task);
-  return true;
-}
+/* ---- reading and serving ---------------------------------------------- */
 
 /* A reply of the connection is lost (it could not be copied or queued):
  * every later reply would answer the wrong request, so none is sent; the
@@ -403,90 +245,14 @@ static void lose_reply(sk_tcp_io *io, int fd, sk_conn *c) {
   c->flags |= SK_CONN_BROKEN | SK_CONN_CLOSING;
 }
 
-/* Move the replies at the head of the connection's FIFO whose requests are
- * done into io->out, in request order and within the connection's output
- * room, and deliver them; again while the socket takes them all. Replies
- * left waiting, done, are sent once the output drains (the connection is
- * then paused, so that its flush resumes it). Returns false if the
- * connection was closed. */
-static bool send_done_jobs(sk_tcp_io *io, int fd, sk_conn *c) {
-  sk_tcp_server *srv = io->srv;
-  for (;;) {
-    sk_job_fifo *q = &io->fifos[fd];
-    size_t room = output_room(io, c);
-    bool more = false;
-    while (q->head && q->head->done) {
-      if (!(c->flags & SK_CONN_BROKEN) && sk__buf_len(io->out) >= room) {
-        more = true;
-        break;
-      }
-      sk_tcp_job *job = q->head;
-      q->head = job->next_in_conn;
-      if (!q->head)
-        q->tail = NULL;
-      q->count--;
-      if (!(c->flags & SK_CONN_BROKEN)) {
-        if (job->failed) {
-          sk__tcp_count(srv, SK_STAT_DROPS_TOO_LARGE, 1);
-          lose_reply(io, fd, c);
-        } else if (job->reply) {
-          int st = sk__tcp_frame_reply(srv, (int)srv->framing, job->reply, job->reply_len, &io->out,
-                                       &io->tally);
-          if (st == SK_TCP_MULTILINE) {
-            sk__tcp_serve_failed(srv, fd, st);
-            c->flags |= SK_CONN_BROKEN | SK_CONN_CLOSING;
-          } else if (st != 0) {
-            lose_reply(io, fd, c);
-          }
-        }
-      }
-      free(job->reply);
-      free(job);
-    }
-    sk__tcp_flush_tally(srv, &io->tally);
-    if (more && room == 0)
-      c->flags |= SK_CONN_READ_PAUSED; /* c->out is not empty: its flush resumes */
-    if (!deliver(io, fd, c))
-      return false;
-    if (!more || (c->flags & SK_CONN_READ_PAUSED))
-      break;
-  }
-  return settle(io, fd, c);
-}
-
-/* ---- reading and serving ---------------------------------------------- */
-
-/* Hand the whole messages of buf[0, len) to the service (event loop) or to
- * the pool, within `room` bytes of output. Results as sk__tcp_serve_all. */
+/* Hand the whole messages of buf[0, len) to the service, or to the model
+ * that serves them its own way. Results as sk__tcp_serve_all. */
 static int serve_buffer(sk_tcp_io *io, int fd, sk_conn *c, char *buf, size_t len, size_t room,
                         size_t *used) {
   sk_tcp_server *srv = io->srv;
-  if (!srv->core.pool)
+  if (!srv->models->serve)
     return sk__tcp_serve_all(srv, fd, false, buf, len, room, used, &io->out, &io->tally, &io->peer);
-  /* Pool replies come back later: what bounds them is the in-flight
-   * limit, so here `room` only says whether to hand out requests at all. */
-  size_t done = 0;
-  int rc = 0;
-  while (done < len) {
-    if (fifo_count(io, fd) >= (uint32_t)srv->max_inflight) {
-      c->flags |= SK_CONN_JOB_PAUSED;
-      break;
-    }
-    sk_frame f;
-    rc = sk__frame_decode((int)srv->framing, buf + done, len - done, (size_t)srv->core.max_message,
-                          &f);
-    if (rc <= 0)
-      break;
-    if (!submit_job(io, fd, buf + done + f.offset, f.length)) {
-      sk__log(SK_LOG_ERROR, "tcp: out of memory queueing a request; closing connection");
-      rc = SK_ENOMEM;
-      break;
-    }
-    done += f.consumed;
-    rc = 0;
-  }
-  *used = done;
-  return rc;
+  return srv->models->serve(io, fd, c, buf, len, room, used);
 }
 
 /* Serve the connection's input: one read's bytes in the loop's scratch
@@ -596,17 +362,13 @@ static void on_readable(sk_tcp_io *io, int fd, sk_conn *c) {
   serve_input(io, fd, c, 0);
 }
 
-/* The connection may go on: replies the pool finished while its output was
- * full are sent, and input held back is served once neither the pool nor
- * the output makes it wait. */
+/* The connection may go on: replies the model finished while its output
+ * was full are sent (its resume hook), and input held back is served once
+ * neither the model nor the output makes it wait. */
 static void resume(sk_tcp_io *io, int fd, sk_conn *c) {
-  sk_tcp_server *srv = io->srv;
-  if (srv->core.pool) {
-    if (!send_done_jobs(io, fd, c))
-      return;
-    if ((c->flags & SK_CONN_JOB_PAUSED) && fifo_count(io, fd) < (uint32_t)srv->max_inflight)
-      c->flags &= ~(uint32_t)SK_CONN_JOB_PAUSED;
-  }
+  const sk_tcp_model *model = io->srv->models;
+  if (model->resume && !model->resume(io, fd, c))
+    return;
   uint32_t waits = SK_CONN_JOB_PAUSED | SK_CONN_READ_PAUSED | SK_CONN_CLOSING | SK_CONN_STOPPING |
                    SK_CONN_SHUT_WR;
   if (c->in && !(c->flags & waits)) {
@@ -618,151 +380,6 @@ static void resume(sk_tcp_io *io, int fd, sk_conn *c) {
   }
   if (update_events(io, fd, c) != 0) /* e.g. reading again after the pool had paused it */
     reset_conn(io, fd, errno);
-}
-
-/* Pool replies are back: for each connection with completions, send every
- * reply at the head of its FIFO whose request is done, in request order,
- * then let it go on. The connections are linked through their FIFOs, so
- * collecting never allocates and no completion can be lost. */
-static void collect_jobs(sk_tcp_io *io) {
-  pthread_mutex_lock(&io->done_lock);
-  sk_tcp_job *list = io->done_head;
-  io->done_head = NULL;
-  pthread_mutex_unlock(&io->done_lock);
-  /* First mark, then send: sending may close a connection, which frees
-   * the done jobs in its FIFO, so the list is not walked after that. */
-  int32_t touched = -1;
-  for (sk_tcp_job *next; list; list = next) {
-    next = list->next_done;
-    if (list->orphaned) {
-      free(list->reply);
-      free(list);
-      continue;
-    }
-    list->done = true;
-    sk_job_fifo *q = &io->fifos[list->fd];
-    if (!q->touched) {
-      q->touched = true;
-      q->next_touched = touched;
-      touched = list->fd;
-    }
-  }
-  while (touched >= 0) {
-    int fd = touched;
-    sk_job_fifo *q = &io->fifos[fd];
-    touched = q->next_touched;
-    q->touched = false;
-    sk_conn *c = sk__conn_get(&io->conns, fd);
-    if (c)
-      resume(io, fd, c);
-  }
-}
-
-/* ---- accepting -------------------------------------------------------- */
-
-/* Out of descriptors: give up the reserve to accept the next client and
- * close it at once (it learns at once, instead of waiting in the backlog),
- * or, when that is not possible, rest the listener for a moment. Either
- * way the loop cannot spin on a listener it cannot serve. */
-static void shed_client(sk_tcp_io *io, int err) {
-  sk_tcp_server *srv = io->srv;
-  bool shed = false;
-  if (io->reserve_fd >= 0) {
-    sk__close(io->reserve_fd);
-    int fd = accept4(io->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd >= 0) {
-      sk__close(fd);
-      sk__tcp_count(srv, SK_STAT_CONNECTIONS_REJECTED, 1);
-      shed = true;
-    }
-    io->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  }
-  /* The listener leaves the epoll set rather than staying in it with no
-   * events: EPOLL_CTL_MOD fails (EINVAL) on a listener registered with
-   * EPOLLEXCLUSIVE, as the one UNIX listener shared by several loops is. */
-  if ((!shed || io->reserve_fd < 0) && sk__loop_del(&io->loop, io->listen_fd) == 0) {
-    io->listen_paused = true;
-    io->listen_resume_at = sk__loop_now(&io->loop) + ACCEPT_PAUSE_MS;
-  }
-  sk__log(SK_LOG_WARN, "tcp: accept: %s; %s", strerror(err),
-          shed ? "closed a new connection" : "pausing accepts");
-}
-
-/* Back into the epoll set with the flags sk__tcp_io_run gave it; if even
- * that fails, the listener rests once more rather than being lost. */
-static void resume_listener(sk_tcp_io *io) {
-  uint32_t now = sk__loop_now(&io->loop);
-  if (!io->listen_paused || sk__time_before(now, io->listen_resume_at))
-    return;
-  if (io->reserve_fd < 0)
-    io->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  uint32_t events = EPOLLIN | (io->owns_listener ? 0 : EPOLLEXCLUSIVE);
-  if (sk__loop_add(&io->loop, io->listen_fd, events, SK_TCP_TAG_LISTENER) == 0)
-    io->listen_paused = false;
-  else
-    io->listen_resume_at = now + ACCEPT_PAUSE_MS;
-}
-
-/* Track a new connection. `peer` is its client's address from accept,
- * kept for pool jobs (NULL in the other models). */
-static void add_connection(sk_tcp_io *io, int fd, const struct sockaddr_storage *peer,
-                           socklen_t peer_len) {
-  sk_tcp_server *srv = io->srv;
-  bool tables = !peer || grow_fifos(io, fd);
-  sk_conn *c = tables ? sk__conn_open(&io->conns, fd) : NULL;
-  if (!c || sk__loop_add(&io->loop, fd, EPOLLIN, (uint64_t)fd) != 0) {
-    sk__log(SK_LOG_ERROR, "tcp: cannot track a new connection: %s",
-            c ? strerror(errno) : "out of memory");
-    if (c)
-      sk__conn_release(&io->conns, fd);
-    sk__close(fd);
-    atomic_fetch_sub(&srv->active, 1);
-    sk__tcp_count(srv, SK_STAT_CONNECTIONS_REJECTED, 1);
-    return;
-  }
-  if (peer) {
-    sk_job_fifo *q = &io->fifos[fd];
-    q->peer_len = peer_len <= sizeof q->peer ? peer_len : (socklen_t)sizeof q->peer;
-    memcpy(&q->peer, peer, q->peer_len);
-  }
-  sk__conn_set_timer(&io->conns, fd, SK_LIST_IDLE, sk__loop_now(&io->loop));
-}
-
-static void accept_some(sk_tcp_io *io) {
-  sk_tcp_server *srv = io->srv;
-  /* The pool model keeps who each client is; the others ask when needed. */
-  const sk_tcp_model *model = srv->models;
-  bool keep_peer = model->keep_peer;
-  for (int i = 0; i < ACCEPT_BATCH; i++) {
-    struct sockaddr_storage peer;
-    socklen_t peer_len = sizeof peer;
-    int fd = accept4(io->listen_fd, keep_peer ? (struct sockaddr *)&peer : NULL,
-                     keep_peer ? &peer_len : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED)
-        continue;
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-        shed_client(io, errno);
-      else if (errno != EAGAIN && errno != EWOULDBLOCK)
-        sk__log(SK_LOG_WARN, "tcp: accept failed: %s", strerror(errno));
-      return;
-    }
-    /* Counting first makes the limit exact across several loops. */
-    long long before = atomic_fetch_add(&srv->active, 1);
-    if (srv->max_connections && before >= srv->max_connections) {
-      atomic_fetch_sub(&srv->active, 1);
-      sk__close(fd);
-      sk__tcp_count(srv, SK_STAT_CONNECTIONS_REJECTED, 1);
-      continue;
-    }
-    sk__tcp_count(srv, SK_STAT_CONNECTIONS_ACCEPTED, 1);
-    /* Replies must not wait for Nagle, in every model. */
-    if (srv->nodelay) {
-      int on = 1;
-      (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-    }
-    model->accepted(io, fd, keep_peer ? &peer : NULL, peer_len);
-  }
 }
 
 /* ---- the loop --------------------------------------------------------- */
@@ -806,14 +423,15 @@ static void dispatch(sk_tcp_io *io, struct epoll_event *events, int n, bool drai
   for (int i = 0; i < n; i++) {
     uint64_t tag = events[i].data.u64;
     if (tag == SK_LOOP_WAKE) {
-      collect_jobs(io);
+      if (io->srv->models->wake)
+        io->srv->models->wake(io);
       continue;
     }
     if (tag == SK_TCP_TAG_STOP || tag == SK_LOOP_TIMER)
       continue; /* the loop looks at the stop flag and timers after each batch */
     if (tag == SK_TCP_TAG_LISTENER) {
       if (!draining)
-        accept_some(io);
+        sk__tcp_accept(io);
       continue;
     }
     if ((tag & SK_TCP_TAG_MASK) == SK_TCP_TAG_MODEL) {
@@ -854,16 +472,7 @@ static void dispatch(sk_tcp_io *io, struct epoll_event *events, int n, bool drai
 static void drain(sk_tcp_io *io, struct epoll_event *events) {
   sk_tcp_server *srv = io->srv;
   sk__loop_del(&io->loop, srv->core.stopfd);
-  if (io->listen_fd >= 0) {
-    sk__loop_del(&io->loop, io->listen_fd);
-    /* A listener shared by several loops (UNIX) may still be in another
-     * loop's hands: the core closes it once all have ended. */
-    if (io->owns_listener) {
-      sk__close(io->listen_fd);
-      srv->core.fds[io->index] = -1;
-    }
-    io->listen_fd = -1;
-  }
+  sk__tcp_close_listener(io);
   for (int fd = 0; fd < io->conns.cap; fd++) {
     sk_conn *c = sk__conn_get(&io->conns, fd);
     if (!c)
@@ -873,7 +482,7 @@ static void drain(sk_tcp_io *io, struct epoll_event *events) {
     if (settle(io, fd, c) && update_events(io, fd, c) != 0)
       reset_conn(io, fd, errno);
   }
-  int64_t deadline = sk__server_drain_deadline(&srv->core);
+  int64_t deadline = sk__life_drain_deadline(&srv->core.life);
   const sk_tcp_model *model = srv->models;
   for (;;) {
     tick(io);
@@ -944,7 +553,7 @@ int sk__tcp_io_run(sk_tcp_io *io) {
     }
     dispatch(io, events, n, false);
     expire_timers(io);
-    resume_listener(io);
+    sk__tcp_resume_listener(io);
     tick(io);
   }
   drain(io, events);
@@ -954,11 +563,28 @@ done:
   return rc;
 }
 
-const sk_tcp_model sk__tcp_event_model = {
-    .accepted = add_connection,
-};
+/* ---- for the models that serve in the loop (tcp.h) --------------------- */
 
-const sk_tcp_model sk__tcp_pool_model = {
-    .keep_peer = true,
-    .accepted = add_connection,
-};
+size_t sk__tcp_output_room(sk_tcp_io *io, const sk_conn *c) {
+  return output_room(io, c);
+}
+
+bool sk__tcp_deliver(sk_tcp_io *io, int fd, sk_conn *c) {
+  return deliver(io, fd, c);
+}
+
+bool sk__tcp_settle(sk_tcp_io *io, int fd, sk_conn *c) {
+  return settle(io, fd, c);
+}
+
+void sk__tcp_resume(sk_tcp_io *io, int fd, sk_conn *c) {
+  resume(io, fd, c);
+}
+
+void sk__tcp_lose_reply(sk_tcp_io *io, int fd, sk_conn *c) {
+  lose_reply(io, fd, c);
+}
+
+/* The event-loop model has no hooks: the loop tracks each client and
+ * serves its requests itself. */
+const sk_tcp_model sk__tcp_event_model = {0};

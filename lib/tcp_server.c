@@ -15,7 +15,6 @@ static int tcp_begin(sk_server *core);
 static int tcp_serve(sk_server *core, int index);
 static void tcp_settle(sk_server *core, int64_t deadline);
 static void tcp_end(sk_server *core);
-static void tcp_destroy(sk_server *core);
 
 static const sk_server_ops tcp_ops = {
     .name = "tcp",
@@ -26,7 +25,6 @@ static const sk_server_ops tcp_ops = {
     .serve = tcp_serve,
     .settle = tcp_settle,
     .end = tcp_end,
-    .destroy = tcp_destroy,
 };
 
 int sk_tcp_server_create(sk_tcp_server **out, const char *address, sk_service service, void *user) {
@@ -37,7 +35,7 @@ int sk_tcp_server_create(sk_tcp_server **out, const char *address, sk_service se
   srv->core.max_message = 65536;
   srv->core.model = SK_MODEL_EVENT_LOOP;
   srv->core.io_threads = 1;
-  srv->core.drain_timeout_ms = 5000;
+  srv->core.life.drain_timeout_ms = 5000;
   srv->framing = SK_FRAME_LINE;
   srv->backlog = SOMAXCONN;
   srv->idle_timeout_ms = 60000;
@@ -45,7 +43,6 @@ int sk_tcp_server_create(sk_tcp_server **out, const char *address, sk_service se
   srv->high_water = 1 << 20;
   srv->max_buffered = 256LL << 20;
   srv->max_inflight = 16;
-  pthread_mutex_init(&srv->threads_lock, NULL);
   return SK_OK;
 }
 
@@ -66,7 +63,7 @@ static const sk_option_def tcp_options[] = {
     OPT(SK_OPT_WRITE_TIMEOUT_MS, write_timeout_ms, 0, INT_MAX),
     OPT(SK_OPT_OUTPUT_HIGH_WATER, high_water, 1024, 1LL << 30),
     OPT(SK_OPT_MAX_BUFFERED, max_buffered, 0, 1LL << 40),
-    OPT(SK_OPT_DRAIN_TIMEOUT_MS, core.drain_timeout_ms, 0, INT_MAX),
+    OPT(SK_OPT_DRAIN_TIMEOUT_MS, core.life.drain_timeout_ms, 0, INT_MAX),
     OPT(SK_OPT_MAX_INFLIGHT, max_inflight, 1, 65536),
 };
 #undef OPT
@@ -202,7 +199,7 @@ static int tcp_begin(sk_server *core) {
     if (rc != SK_OK)
       return rc;
   }
-  return SK_OK;
+  return srv->models->begin ? srv->models->begin(srv) : SK_OK;
 }
 
 static int tcp_serve(sk_server *core, int index) {
@@ -231,8 +228,6 @@ static void tcp_end(sk_server *core) {
     sk__tcp_io_free(&srv->io[i]);
   free(srv->io);
   srv->io = NULL;
-}
-
-static void tcp_destroy(sk_server *core) {
-  pthread_mutex_destroy(&((sk_tcp_server *)core)->threads_lock);
+  if (srv->models->end)
+    srv->models->end(srv);
 }

@@ -128,7 +128,7 @@ int sk_udp_server_create(sk_udp_server **out, const char *address, sk_service se
   srv->core.max_message = SK__UDP_MAX_PAYLOAD;
   srv->core.model = SK_MODEL_EVENT_LOOP;
   srv->core.io_threads = 1;
-  srv->core.drain_timeout_ms = 5000;
+  srv->core.life.drain_timeout_ms = 5000;
   return SK_OK;
 }
 
@@ -143,7 +143,7 @@ static const sk_option_def udp_options[] = {
     OPT(SK_OPT_MODEL, model, SK_MODEL_EVENT_LOOP, SK_MODEL_WORKER_POOL),
     OPT(SK_OPT_WORKERS, workers, 0, 1024),
     OPT(SK_OPT_IO_THREADS, io_threads, 0, 256),
-    OPT(SK_OPT_DRAIN_TIMEOUT_MS, drain_timeout_ms, 0, INT_MAX),
+    OPT(SK_OPT_DRAIN_TIMEOUT_MS, life.drain_timeout_ms, 0, INT_MAX),
 };
 #undef OPT
 
@@ -370,7 +370,7 @@ static void release_reply(sk_udp_server *srv, const char *reply) {
 static void run_task(sk_pool_task *task) {
   udp_task *t = (udp_task *)task;
   sk_udp_server *srv = t->srv;
-  int64_t deadline = atomic_load(&srv->core.drain_deadline);
+  int64_t deadline = atomic_load(&srv->core.life.drain_deadline);
   if (deadline != 0 && sk__clock_ms() >= deadline) {
     atomic_fetch_add(&srv->drain_dropped, 1);
   } else {
@@ -384,7 +384,7 @@ static void run_task(sk_pool_task *task) {
     const char *reply = srv->core.service(t->request, srv->core.user);
     sk__peer_bind(was);
     /* A service that outlasted the drain time: its reply is discarded. */
-    deadline = atomic_load(&srv->core.drain_deadline);
+    deadline = atomic_load(&srv->core.life.drain_deadline);
     bool late = deadline != 0 && sk__clock_ms() >= deadline;
     if (late)
       atomic_fetch_add(&srv->drain_dropped, 1);
@@ -588,7 +588,7 @@ static void udp_settle(sk_server *core, int64_t deadline) {
   if (!core->pool)
     return;
   sk__log(SK_LOG_INFO, "udp: draining %d queued requests for up to %lld ms",
-          atomic_load(&srv->queued), core->drain_timeout_ms);
+          atomic_load(&srv->queued), core->life.drain_timeout_ms);
   sk__server_close_pool(core, deadline);
   uint64_t dropped = atomic_load(&srv->drain_dropped);
   if (dropped)
