@@ -118,13 +118,23 @@ int sk__pool_create(sk_pool **out, int threads) {
 
 void sk__pool_submit(sk_pool *p, sk_pool_task *t) {
   t->next = NULL;
+  sk__pool_submit_list(p, t, t, 1);
+}
+
+void sk__pool_submit_list(sk_pool *p, sk_pool_task *first, sk_pool_task *last, int n) {
+  if (n == 0)
+    return;
+  last->next = NULL;
   pthread_mutex_lock(&p->lock);
   if (p->tail)
-    p->tail->next = t;
+    p->tail->next = first;
   else
-    p->head = t;
-  p->tail = t;
-  pthread_cond_signal(&p->ready);
+    p->head = first;
+  p->tail = last;
+  if (n == 1)
+    pthread_cond_signal(&p->ready);
+  else
+    pthread_cond_broadcast(&p->ready);
   pthread_mutex_unlock(&p->lock);
 }
 

@@ -22,6 +22,9 @@ int sk__pool_create(sk_pool **out, int threads);
 
 /* Queue a task; a worker runs task->run(task) soon. Thread-safe. */
 void sk__pool_submit(sk_pool *pool, sk_pool_task *task);
+/* Queue n tasks chained through `next` from first to last, in that
+ * order, under one lock and with one wake-up (n == 0: nothing). */
+void sk__pool_submit_list(sk_pool *pool, sk_pool_task *first, sk_pool_task *last, int n);
 
 /* Let the workers finish every queued task, then end them. Waits until
  * every worker has ended, but past deadline_ms (on sk__clock_ms) no longer

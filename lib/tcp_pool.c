@@ -30,8 +30,9 @@ struct sk_tcp_job {
   bool done;     /* loop thread only: the reply is back */
   bool orphaned; /* loop thread only: the connection closed meanwhile */
   bool failed;   /* the reply could not be copied: the connection must end */
-  char *reply;   /* malloc'd copy, or NULL for no reply */
+  char *reply;   /* the copy (in `request` when it fits), or NULL for no reply */
   size_t reply_len;
+  size_t request_len;
   socklen_t peer_len;
   struct sockaddr_storage peer; /* the client, as it was at accept */
   char request[];               /* NUL-terminated copy */
@@ -57,7 +58,8 @@ static uint32_t fifo_count(sk_tcp_io *io, int fd) {
 }
 
 static void free_job(sk_tcp_job *job) {
-  free(job->reply);
+  if (job->reply != job->request)
+    free(job->reply);
   free(job);
 }
 
@@ -75,12 +77,20 @@ static void job_run(sk_pool_task *task) {
     const char *reply = srv->core.service(job->request, srv->core.user);
     if (reply) {
       /* Copied on this thread, before it runs user code again. */
-      job->reply_len = strlen(reply);
-      job->reply = sk__malloc(SK_ALLOC_REPLY, job->reply_len + 1);
-      if (job->reply)
-        memcpy(job->reply, reply, job->reply_len + 1);
-      else
+      size_t len = strlen(reply);
+      job->reply_len = len;
+      if (len <= job->request_len) {
+        /* Into the request's bytes, which are done with: no allocation
+         * for a reply no longer than its request (it may be the request,
+         * or lie inside it). */
+        if (reply != job->request)
+          memmove(job->request, reply, len + 1);
+        job->reply = job->request;
+      } else if ((job->reply = sk__malloc(SK_ALLOC_REPLY, len + 1))) {
+        memcpy(job->reply, reply, len + 1);
+      } else {
         job->failed = true;
+      }
       if (srv->core.reply_free)
         srv->core.reply_free((void *)reply);
     }
@@ -131,13 +141,21 @@ static void pool_accepted(sk_tcp_io *io, int fd, const struct sockaddr_storage *
   memcpy(&q->peer, peer, q->peer_len);
 }
 
-/* Queue one request for the pool. False if out of memory. */
-static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len) {
+/* Jobs made from one read, handed to the pool together. */
+typedef struct job_batch {
+  sk_pool_task *first, *last;
+  int count;
+} job_batch;
+
+/* Queue one request of the connection for the pool, in `batch`. False if
+ * out of memory. */
+static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len, job_batch *batch) {
   sk_tcp_job *job = sk__malloc(SK_ALLOC_JOB, sizeof *job + len + 1);
   if (!job)
     return false;
   sk_job_fifo *q = &state(io)->fifos[fd]; /* made at accept */
-  *job = (sk_tcp_job){.task.run = job_run, .io = io, .fd = fd, .peer_len = q->peer_len};
+  *job = (sk_tcp_job){
+      .task.run = job_run, .io = io, .fd = fd, .request_len = len, .peer_len = q->peer_len};
   memcpy(&job->peer, &q->peer, q->peer_len);
   memcpy(job->request, payload, len);
   job->request[len] = '\0';
@@ -149,7 +167,12 @@ static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len) {
   q->count++;
   io->tally.in++;
   io->tally.bytes_in += len;
-  sk__pool_submit(io->srv->core.pool, &job->task);
+  if (batch->last)
+    batch->last->next = &job->task;
+  else
+    batch->first = &job->task;
+  batch->last = &job->task;
+  batch->count++;
   return true;
 }
 
@@ -161,17 +184,23 @@ static int pool_serve(sk_tcp_io *io, int fd, sk_conn *c, char *buf, size_t len, 
   sk_tcp_server *srv = io->srv;
   size_t done = 0;
   int rc = 0;
+  int framing = (int)srv->framing;
+  size_t max = (size_t)srv->core.max_message;
+  /* One search for NUL over the whole read instead of one per message;
+   * only a read that holds one pays for the checked decoder. */
+  bool nul_free = memchr(buf, '\0', len) == NULL;
+  job_batch batch = {NULL, NULL, 0};
   while (done < len) {
     if (fifo_count(io, fd) >= (uint32_t)srv->max_inflight) {
       c->flags |= SK_CONN_JOB_PAUSED;
       break;
     }
     sk_frame f;
-    rc = sk__frame_decode((int)srv->framing, buf + done, len - done, (size_t)srv->core.max_message,
-                          &f);
+    rc = nul_free ? sk__frame_decode_nul_free(framing, buf + done, len - done, max, &f)
+                  : sk__frame_decode(framing, buf + done, len - done, max, &f);
     if (rc <= 0)
       break;
-    if (!submit_job(io, fd, buf + done + f.offset, f.length)) {
+    if (!submit_job(io, fd, buf + done + f.offset, f.length, &batch)) {
       sk__log(SK_LOG_ERROR, "tcp: out of memory queueing a request; closing connection");
       rc = SK_ENOMEM;
       break;
@@ -179,6 +208,8 @@ static int pool_serve(sk_tcp_io *io, int fd, sk_conn *c, char *buf, size_t len, 
     done += f.consumed;
     rc = 0;
   }
+  /* One lock and one wake-up for the read's requests, not one each. */
+  sk__pool_submit_list(srv->core.pool, batch.first, batch.last, batch.count);
   *used = done;
   return rc;
 }
