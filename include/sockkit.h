@@ -253,6 +253,35 @@ SK_API const char *sk_peer_address(void);
  */
 SK_API const struct sockaddr *sk_peer_sockaddr(socklen_t *len);
 
+/**
+ * The address of the proxy that relayed the request the calling thread is
+ * serving, on a TCP server that takes PROXY protocol headers
+ * (::SK_OPT_PROXY_PROTOCOL): the connection's own peer, while
+ * sk_peer_address() reports the client the header named. Forms as for
+ * sk_peer_address(). After a header that names no client (v2 LOCAL, v1
+ * UNKNOWN: a proxy's health check) both report the proxy.
+ *
+ * @return the text, valid until the service returns; NULL when called
+ *         outside a service or on a server without the PROXY protocol.
+ * @note Thread-safe (per-thread state). Only meaningful inside a service.
+ * @note Not async-signal-safe.
+ * @since 1.1
+ */
+SK_API const char *sk_peer_proxy_address(void);
+
+/**
+ * The raw socket address of the proxy that relayed the request being
+ * served; see sk_peer_proxy_address().
+ *
+ * @param len if not NULL, receives the length of the address.
+ * @return the address, valid until the service returns; NULL when called
+ *         outside a service or on a server without the PROXY protocol.
+ * @note Thread-safe (per-thread state). Only meaningful inside a service.
+ * @note Not async-signal-safe.
+ * @since 1.1
+ */
+SK_API const struct sockaddr *sk_peer_proxy_sockaddr(socklen_t *len);
+
 /** @} */
 
 /**
@@ -359,8 +388,32 @@ typedef enum sk_option {
    *  client: also bounds sk_tcp_client_send(). UDP client: counted from the
    *  first transmission, so it bounds the retransmissions too. Default 5000;
    *  range 1..INT_MAX. */
-  SK_OPT_REQUEST_TIMEOUT_MS = 22
+  SK_OPT_REQUEST_TIMEOUT_MS = 22,
+  /** TCP servers: every connection begins with a PROXY protocol header
+   *  (HAProxy's proxy-protocol.txt), sent by a proxy in front of the
+   *  server: one of ::sk_proxy_mode; default ::SK_PROXY_OFF. When on, a
+   *  connection whose first bytes are not a valid header of an allowed
+   *  version is closed (::SK_STAT_PROXY_ERRORS): the library never guesses
+   *  whether a header is there. sk_peer_address() then reports the client
+   *  the header names, and sk_peer_proxy_address() the proxy. Only
+   *  senders in sk_tcp_server_set_proxy_trusted()'s list may send one.
+   *  @since 1.1 */
+  SK_OPT_PROXY_PROTOCOL = 23,
+  /** TCP servers with ::SK_OPT_PROXY_PROTOCOL: how long a connection may
+   *  take to send its whole header, in milliseconds, however many reads it
+   *  comes in; a connection that takes longer is closed
+   *  (::SK_STAT_PROXY_ERRORS). Default 3000; range 1..INT_MAX. @since 1.1 */
+  SK_OPT_PROXY_TIMEOUT_MS = 24
 } sk_option;
+
+/** Which PROXY protocol headers a TCP server takes, the values of
+ *  ::SK_OPT_PROXY_PROTOCOL. Values are part of the ABI. @since 1.1 */
+typedef enum sk_proxy_mode {
+  SK_PROXY_OFF = 0, /**< No header: the connection's peer is the client. The default. */
+  SK_PROXY_V1 = 1,  /**< The text header, "PROXY TCP4 ...\r\n" (HAProxy send-proxy, nginx). */
+  SK_PROXY_V2 = 2,  /**< The binary header (HAProxy send-proxy-v2). */
+  SK_PROXY_ANY = 3  /**< Either version, told apart by its first bytes. */
+} sk_proxy_mode;
 
 /** Counters, readable from any thread while the server runs. */
 typedef enum sk_stat {
@@ -414,7 +467,18 @@ typedef enum sk_stat {
    *  the answer to the wrong request). The connection is closed after the
    *  replies before it, as for ::SK_STAT_DROPS_TOO_LARGE, and it is
    *  logged. Use ::SK_FRAME_LENGTH for replies of several lines. */
-  SK_STAT_DROPS_MULTILINE = 19
+  SK_STAT_DROPS_MULTILINE = 19,
+  /** TCP, ::SK_OPT_PROXY_PROTOCOL: connections closed at accept, before
+   *  anything was read, because their sender is not in the list of
+   *  sk_tcp_server_set_proxy_trusted(). @since 1.1 */
+  SK_STAT_PROXY_REJECTED = 20,
+  /** TCP, ::SK_OPT_PROXY_PROTOCOL: connections closed because their
+   *  PROXY header was malformed, of a version not allowed, longer than
+   *  the protocol allows, cut short by the end of the stream, or not
+   *  complete within ::SK_OPT_PROXY_TIMEOUT_MS. Each is logged,
+   *  rate-limited. A connection closed before sending any byte (a
+   *  proxy's plain connect check) is not counted. @since 1.1 */
+  SK_STAT_PROXY_ERRORS = 21
 } sk_stat;
 
 /** @} */
@@ -669,7 +733,8 @@ SK_API int sk_udp_server_stop(sk_udp_server *srv);
  * @return ::SK_OK; ::SK_EINVAL for NULL arguments, an unknown counter or a
  *         TCP-only one (::SK_STAT_CONNECTIONS_ACCEPTED to
  *         ::SK_STAT_BYTES_BUFFERED, ::SK_STAT_DROPS_INCOMPLETE,
- *         ::SK_STAT_DROPS_MULTILINE).
+ *         ::SK_STAT_DROPS_MULTILINE, ::SK_STAT_PROXY_REJECTED,
+ *         ::SK_STAT_PROXY_ERRORS).
  * @note Thread-safe: callable from any thread while the server runs.
  * @note Async-signal-safe.
  */
@@ -863,6 +928,32 @@ SK_API int sk_tcp_server_start(sk_tcp_server *srv);
  * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_server_set_reply_free(sk_tcp_server *srv, sk_reply_free fn);
+
+/**
+ * Say which senders may send PROXY protocol headers (::SK_OPT_PROXY_PROTOCOL):
+ * a connection from any other address is closed at accept, before anything
+ * is read from it, and counted (::SK_STAT_PROXY_REJECTED). Without this
+ * call every sender is trusted, so that anyone who can reach the listener
+ * can claim any client address: enable the PROXY protocol only on
+ * listeners that only your proxies reach, or name them here. The list has
+ * no effect while ::SK_OPT_PROXY_PROTOCOL is ::SK_PROXY_OFF. Only before
+ * listening.
+ *
+ * @param srv   the server.
+ * @param cidrs the trusted senders, separated by spaces or commas: IPv4
+ *              and IPv6 addresses, each with an optional prefix length
+ *              ("10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"), and
+ *              the word "unix" for every peer of a UNIX socket. IPv4
+ *              clients of a dual-stack listener match IPv4 entries. NULL
+ *              trusts every sender again.
+ * @return ::SK_OK; ::SK_EINVAL for a NULL server; ::SK_EADDR for a malformed
+ *         entry or a list with none (logged, naming the entry; the list
+ *         in force is unchanged); ::SK_ENOMEM; ::SK_ESTATE once listening.
+ * @note Not thread-safe: configure before listening.
+ * @note Not async-signal-safe.
+ * @since 1.1
+ */
+SK_API int sk_tcp_server_set_proxy_trusted(sk_tcp_server *srv, const char *cidrs);
 
 /**
  * Ask the server to stop; sk_tcp_server_run() returns soon after. Stopping

@@ -50,8 +50,8 @@ enum {
   SK_CONN_WANT_OUT = 1u << 3,    /* EPOLLOUT is registered */
   SK_CONN_READ_PAUSED = 1u << 4, /* output over the high-water mark */
   SK_CONN_SHUT_WR = 1u << 5,     /* our FIN is sent; draining input */
-  SK_CONN_LIST_SHIFT = 8,        /* bits 8-9: which timer list, 0 none */
-  SK_CONN_LIST_MASK = 3u << 8,
+  SK_CONN_LIST_SHIFT = 8,        /* bits 8-10: which timer list, 0 none */
+  SK_CONN_LIST_MASK = 7u << 8,
 };
 
 /* Per-connection state: 32 bytes, and nothing else is allocated for an
@@ -77,7 +77,8 @@ enum {
   SK_LIST_IDLE = 1,   /* waiting for a request */
   SK_LIST_WRITE = 2,  /* waiting for the client to take output */
   SK_LIST_LINGER = 3, /* closing: waiting for the client's EOF */
-  SK_LIST_COUNT = 4
+  SK_LIST_PROXY = 4,  /* waiting for the rest of a PROXY protocol header */
+  SK_LIST_COUNT = 5
 };
 
 typedef struct sk_timer_list {

@@ -48,11 +48,22 @@ typedef struct sk_peer {
   bool active;
   bool have_addr;
   bool have_text;
+  /* A TCP server with the PROXY protocol: the descriptor's peer is the
+   * proxy, and the client is the header's (origin), if it named one. */
+  bool proxied;
+  bool have_proxy;
+  bool have_proxy_text;
   int fd;
   socklen_t len;
+  socklen_t origin_len;
+  socklen_t proxy_len;
   const struct sockaddr *addr; /* borrowed (datagram) or &storage (stream) */
+  const struct sockaddr *origin;
+  const struct sockaddr *proxy_addr; /* borrowed (pool) or &proxy_storage */
   struct sockaddr_storage storage;
+  struct sockaddr_storage proxy_storage;
   char text[SK_ADDRSTRLEN];
+  char proxy_text[SK_ADDRSTRLEN];
 } sk_peer;
 
 /* Make `peer` the calling thread's record (NULL: none); returns the one it
@@ -63,16 +74,39 @@ static inline void sk__peer_set_addr(sk_peer *p, const struct sockaddr *sa, sock
   p->active = true;
   p->have_addr = true;
   p->have_text = false;
+  p->proxied = false;
   p->fd = -1;
   p->addr = sa;
   p->len = len;
 }
 
+/* The stream form. Whether the connection came through a proxy is set
+ * beside it (sk__peer_set_origin), for servers that take PROXY headers. */
 static inline void sk__peer_set_fd(sk_peer *p, int fd) {
   p->active = true;
   p->have_addr = false;
   p->have_text = false;
+  p->have_proxy = false;
+  p->have_proxy_text = false;
   p->fd = fd;
+}
+
+/* The connection came through a proxy; its header named the client at sa
+ * (NULL: none, the proxy stands for itself). Stays set across
+ * sk__peer_set_fd. */
+static inline void sk__peer_set_origin(sk_peer *p, const struct sockaddr *sa, socklen_t len) {
+  p->proxied = true;
+  p->origin = sa;
+  p->origin_len = sa ? len : 0;
+}
+
+/* After sk__peer_set_addr, for a request that came through a proxy at sa. */
+static inline void sk__peer_set_proxy(sk_peer *p, const struct sockaddr *sa, socklen_t len) {
+  p->proxied = true;
+  p->have_proxy = true;
+  p->have_proxy_text = false;
+  p->proxy_addr = sa;
+  p->proxy_len = len;
 }
 
 static inline void sk__peer_clear(sk_peer *p) {

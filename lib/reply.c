@@ -1,5 +1,6 @@
 /* reply.c -- per-thread reply formatting (sk_replyf) and the peer of the
- * request being served (sk_peer_address, sk_peer_sockaddr). */
+ * request being served (sk_peer_address, sk_peer_sockaddr, and the proxy
+ * it came through). */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -88,11 +89,16 @@ static sk_peer *peer_resolve(void) {
   if (!p || !p->active)
     return NULL;
   if (!p->have_addr) {
-    socklen_t len = sizeof p->storage;
-    if (getpeername(p->fd, (struct sockaddr *)&p->storage, &len) != 0)
-      return NULL;
-    p->addr = (const struct sockaddr *)&p->storage;
-    p->len = len;
+    if (p->proxied && p->origin_len) {
+      p->addr = p->origin;
+      p->len = p->origin_len;
+    } else {
+      socklen_t len = sizeof p->storage;
+      if (getpeername(p->fd, (struct sockaddr *)&p->storage, &len) != 0)
+        return NULL;
+      p->addr = (const struct sockaddr *)&p->storage;
+      p->len = len;
+    }
     p->have_addr = true;
   }
   return p;
@@ -117,4 +123,41 @@ const char *sk_peer_address(void) {
     p->have_text = true;
   }
   return p->text;
+}
+
+/* The connection's own peer, when it came through a proxy. */
+static sk_peer *proxy_resolve(void) {
+  sk_peer *p = current;
+  if (!p || !p->active || !p->proxied)
+    return NULL;
+  if (!p->have_proxy) {
+    socklen_t len = sizeof p->proxy_storage;
+    if (p->fd < 0 || getpeername(p->fd, (struct sockaddr *)&p->proxy_storage, &len) != 0)
+      return NULL;
+    p->proxy_addr = (const struct sockaddr *)&p->proxy_storage;
+    p->proxy_len = len;
+    p->have_proxy = true;
+  }
+  return p;
+}
+
+const struct sockaddr *sk_peer_proxy_sockaddr(socklen_t *len) {
+  sk_peer *p = proxy_resolve();
+  if (!p)
+    return NULL;
+  if (len)
+    *len = p->proxy_len;
+  return p->proxy_addr;
+}
+
+const char *sk_peer_proxy_address(void) {
+  sk_peer *p = proxy_resolve();
+  if (!p)
+    return NULL;
+  if (!p->have_proxy_text) {
+    if (sk__addr_format(p->proxy_addr, p->proxy_len, p->proxy_text, sizeof p->proxy_text) != 0)
+      return NULL;
+    p->have_proxy_text = true;
+  }
+  return p->proxy_text;
 }

@@ -20,7 +20,7 @@ enum sk_server_state { SK_SERVER_CREATED, SK_SERVER_LISTENING, SK_SERVER_RUNNING
 /* Counters are indexed by sk_stat value; index 0 is unused, and each
  * transport answers only for its own (see sk_tcp_server_stat and
  * sk_udp_server_stat). */
-#define SK_SERVER_STAT_COUNT (SK_STAT_DROPS_MULTILINE + 1)
+#define SK_SERVER_STAT_COUNT (SK_STAT_PROXY_ERRORS + 1)
 
 typedef struct sk_server sk_server;
 

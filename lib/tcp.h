@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "addr.h"
+#include "cidr.h"
 #include "conn.h"
 #include "frame.h"
 #include "internal.h"
@@ -30,10 +31,11 @@
 
 /* Connection flags beyond those of conn.h. */
 enum {
-  SK_CONN_JOB_PAUSED = 1u << 6, /* the model's in-flight limit reached (pool) */
-  SK_CONN_STOPPING = 1u << 7,   /* server stopping: no more requests */
-  SK_CONN_IN_OFF = 1u << 10,    /* EPOLLIN is not registered (it is at accept) */
-  SK_CONN_BROKEN = 1u << 11,    /* a reply was lost: no later one may be sent */
+  SK_CONN_JOB_PAUSED = 1u << 6,  /* the model's in-flight limit reached (pool) */
+  SK_CONN_STOPPING = 1u << 7,    /* server stopping: no more requests */
+  SK_CONN_IN_OFF = 1u << 12,     /* EPOLLIN is not registered (it is at accept) */
+  SK_CONN_BROKEN = 1u << 13,     /* a reply was lost: no later one may be sent */
+  SK_CONN_PROXY_WAIT = 1u << 14, /* its PROXY header is not complete yet */
 };
 
 /* sk__tcp_serve_all stopped because the output reached its limit; the
@@ -48,6 +50,16 @@ typedef struct sk_tally {
 } sk_tally;
 
 typedef struct sk_tcp_io sk_tcp_io;
+
+/* Who a connection's PROXY header says its client is (tcp_proxy.c), kept
+ * while the connection lives, with the TLVs the handler API will offer. */
+typedef struct sk_origin {
+  socklen_t len; /* 0: the header named no client (LOCAL, UNKNOWN) */
+  struct sockaddr_storage addr;
+  uint16_t unique_id_len; /* PP2_TYPE_UNIQUE_ID, at tlv */
+  uint16_t authority_len; /* PP2_TYPE_AUTHORITY, after it */
+  char tlv[];
+} sk_origin;
 
 /* epoll data tags of an event loop; connections use their descriptor. */
 #define SK_TCP_TAG_LISTENER (UINT64_C(1) << 40)
@@ -145,6 +157,11 @@ struct sk_tcp_io {
   /* The model's own state in this loop (the pool's job queues, the
    * process model's children), made and freed by the model. */
   void *model_state;
+
+  /* SK_OPT_PROXY_PROTOCOL: the client each connection's header named,
+   * indexed by descriptor (NULL: none, or no header yet). */
+  sk_origin **origins;
+  int origins_cap;
 };
 
 struct sk_tcp_server {
@@ -158,6 +175,10 @@ struct sk_tcp_server {
   long long high_water;
   long long max_buffered;
   long long max_inflight;
+  long long proxy_protocol; /* sk_proxy_mode: SK_PROXY_V1/V2/ANY are bit sets */
+  long long proxy_timeout_ms;
+  sk_cidr *trusted; /* senders allowed to send PROXY headers; NULL: all */
+  size_t ntrusted;
 
   atomic_bool cancel_jobs; /* drain time is over: queued jobs skip the service */
   bool nodelay;            /* TCP (not UNIX): replies must not wait for Nagle */
@@ -274,6 +295,42 @@ bool sk__tcp_settle(sk_tcp_io *io, int fd, sk_conn *c);
 void sk__tcp_resume(sk_tcp_io *io, int fd, sk_conn *c);
 /* A reply is lost: the ones before it go out, then the connection ends. */
 void sk__tcp_lose_reply(sk_tcp_io *io, int fd, sk_conn *c);
+
+/* tcp_proxy.c: the PROXY protocol. */
+/* Replace the trusted senders with the list in `cidrs` (NULL: trust all). */
+int sk__tcp_proxy_trust(sk_tcp_server *srv, const char *cidrs);
+/* A client just accepted may speak to a PROXY server: true, or false when
+ * its sender is not trusted (counted and logged; the caller closes it). */
+bool sk__tcp_proxy_admit(sk_tcp_server *srv, const struct sockaddr_storage *peer,
+                         socklen_t peer_len);
+static inline bool sk__tcp_proxy_checks_senders(const sk_tcp_server *srv) {
+  return srv->proxy_protocol != SK_PROXY_OFF && srv->trusted;
+}
+/* The event loop read *nread bytes (0: the client's EOF) into io->in for
+ * connection fd, which waits for its header (SK_CONN_PROXY_WAIT); bytes
+ * of it that came before are in c->in. Returns 0 (more are needed: kept
+ * in c->in), -1 (close the connection: counted and logged), or 1 (the
+ * header is taken and the connection waits for requests): the bytes
+ * after it are then in c->in, or, if *nread > 0, in io->in[0, *nread). */
+int sk__tcp_proxy_take(sk_tcp_io *io, int fd, sk_conn *c, size_t *nread);
+/* Connection fd waited for its header longer than SK_OPT_PROXY_TIMEOUT_MS:
+ * count and log it (the caller closes it). */
+void sk__tcp_proxy_expired(sk_tcp_server *srv, int fd);
+/* Count and log a header that failed. */
+void sk__tcp_proxy_error(sk_tcp_server *srv, int fd, const char *what);
+/* The client named by connection fd's header, or NULL. */
+static inline const sk_origin *sk__tcp_origin(const sk_tcp_io *io, int fd) {
+  return fd < io->origins_cap ? io->origins[fd] : NULL;
+}
+/* Connection fd is closing: free its origin. */
+void sk__tcp_proxy_forget(sk_tcp_io *io, int fd);
+void sk__tcp_proxy_free(sk_tcp_io *io);
+/* Read connection fd's header on its own thread, within the timeout, into
+ * *in (the bytes after it stay there); *origin receives the client it
+ * names (malloc'd) or NULL. False if the connection must end (counted and
+ * logged, or stopped). */
+bool sk__tcp_proxy_read_blocking(sk_tcp_server *srv, int fd, int stopfd, sk_buf **in,
+                                 sk_origin **origin);
 
 /* tcp_blocking.c */
 /* Serve one connection to the end on the calling thread (thread and

@@ -69,6 +69,41 @@ static void linger_close(int fd, int stopfd) {
   }
 }
 
+/* Wait for the next read's bytes and append them to *in. False when the
+ * connection ends instead: the idle timeout, a stop, an error, or the
+ * client's EOF (every reply owed was sent already). */
+static bool read_more(sk_tcp_server *srv, int fd, int stopfd, size_t chunk, sk_buf **in,
+                      int64_t idle_deadline) {
+  for (;;) {
+    int r = sk__wait_fd(fd, POLLIN, stopfd, idle_deadline);
+    if (r == 0) {
+      sk__tcp_count(srv, SK_STAT_CONNECTIONS_TIMED_OUT, 1);
+      return false;
+    }
+    if (r < 0)
+      return false;                             /* stopped: every reply owed was sent already */
+    char *dst = sk__buf_reserve(in, chunk + 1); /* + the NUL after the last message */
+    if (!dst) {
+      sk__log(SK_LOG_ERROR, "tcp: out of memory for a connection's input; closing it");
+      sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
+      return false;
+    }
+    ssize_t n = read(fd, dst, chunk);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+      continue;
+    if (n < 0) {
+      sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
+      return false;
+    }
+    if (n == 0) {
+      sk__tcp_end_of_stream(srv, fd, in);
+      return false; /* the client is done; its replies are out */
+    }
+    (*in)->len += (uint32_t)n;
+    return true;
+  }
+}
+
 void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd, bool count_first) {
   /* RAW: one read is one message, so a read never takes more than a
    * message may hold. Input lives in a buffer that grows in place, so
@@ -76,36 +111,24 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd, bool count_f
   size_t chunk = srv->framing == SK_FRAME_RAW ? (size_t)srv->core.max_message : SK_TCP_READ_CHUNK;
   size_t high = (size_t)srv->high_water;
   sk_buf *in = NULL, *out = NULL;
-  sk_peer peer;
+  sk_peer peer = {0};
   sk_peer *was = sk__peer_bind(&peer);
   sk_tally tally = {0};
+  sk_origin *origin = NULL;
+  if (srv->proxy_protocol) {
+    /* Behind a proxy the first bytes are its header; what follows it in
+     * the same reads is served before the socket is waited on again. */
+    if (!sk__tcp_proxy_read_blocking(srv, fd, stopfd, &in, &origin))
+      goto done;
+    sk__peer_set_origin(&peer, origin ? (const struct sockaddr *)&origin->addr : NULL,
+                        origin ? origin->len : 0);
+  }
   int64_t idle_deadline = srv->idle_timeout_ms ? sk__clock_ms() + srv->idle_timeout_ms : -1;
+  bool held = in != NULL; /* input to serve before reading more */
   for (;;) {
-    int r = sk__wait_fd(fd, POLLIN, stopfd, idle_deadline);
-    if (r == 0) {
-      sk__tcp_count(srv, SK_STAT_CONNECTIONS_TIMED_OUT, 1);
+    if (!held && !read_more(srv, fd, stopfd, chunk, &in, idle_deadline))
       break;
-    }
-    if (r < 0)
-      break;                                     /* stopped: every reply owed was sent already */
-    char *dst = sk__buf_reserve(&in, chunk + 1); /* + the NUL after the last message */
-    if (!dst) {
-      sk__log(SK_LOG_ERROR, "tcp: out of memory for a connection's input; closing it");
-      sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
-      break;
-    }
-    ssize_t n = read(fd, dst, chunk);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-      continue;
-    if (n < 0) {
-      sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
-      break;
-    }
-    if (n == 0) {
-      sk__tcp_end_of_stream(srv, fd, &in);
-      break; /* the client is done; its replies are out */
-    }
-    in->len += (uint32_t)n;
+    held = false;
     int rc;
     do {
       /* At most one reply past the high-water mark is queued; it is sent
@@ -130,6 +153,7 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd, bool count_f
   }
 done:
   sk__peer_bind(was);
+  free(origin);
   free(out);
   free(in);
 }

@@ -30,6 +30,7 @@ int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv, int index) {
   io->conns.lists[SK_LIST_IDLE].timeout_ms = (uint32_t)srv->idle_timeout_ms;
   io->conns.lists[SK_LIST_WRITE].timeout_ms = (uint32_t)srv->write_timeout_ms;
   io->conns.lists[SK_LIST_LINGER].timeout_ms = SK_TCP_LINGER_MS;
+  io->conns.lists[SK_LIST_PROXY].timeout_ms = (uint32_t)srv->proxy_timeout_ms;
   int rc = sk__loop_init(&io->loop);
   if (rc != SK_OK) {
     io->srv = NULL;
@@ -48,6 +49,7 @@ void sk__tcp_io_free(sk_tcp_io *io) {
     if (sk__conn_get(&io->conns, fd))
       sk__close(fd);
   sk__conn_table_free(&io->conns);
+  sk__tcp_proxy_free(io);
   if (io->srv->models->free)
     io->srv->models->free(io);
   io->listen_fd = -1; /* the core's */
@@ -119,15 +121,23 @@ bool sk__tcp_add_connection(sk_tcp_io *io, int fd, bool ready) {
     sk__tcp_count(srv, SK_STAT_CONNECTIONS_REJECTED, 1);
     return false;
   }
-  sk__conn_set_timer(&io->conns, fd, SK_LIST_IDLE, sk__loop_now(&io->loop));
+  /* Behind a proxy, a connection's first bytes are its PROXY header. */
+  int list = SK_LIST_IDLE;
+  if (srv->proxy_protocol != SK_PROXY_OFF) {
+    c->flags |= SK_CONN_PROXY_WAIT;
+    list = SK_LIST_PROXY;
+  }
+  sk__conn_set_timer(&io->conns, fd, list, sk__loop_now(&io->loop));
   return true;
 }
 
 void sk__tcp_accept(sk_tcp_io *io) {
   sk_tcp_server *srv = io->srv;
-  /* The pool model keeps who each client is; the others ask when needed. */
+  /* The pool model keeps who each client is; the others ask when needed,
+   * unless only trusted proxies may connect. */
   const sk_tcp_model *model = srv->models;
-  bool keep_peer = model->keep_peer;
+  bool check_sender = sk__tcp_proxy_checks_senders(srv);
+  bool keep_peer = model->keep_peer || check_sender;
   for (int i = 0; i < ACCEPT_BATCH; i++) {
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof peer;
@@ -141,6 +151,10 @@ void sk__tcp_accept(sk_tcp_io *io) {
       else if (errno != EAGAIN && errno != EWOULDBLOCK)
         sk__log(SK_LOG_WARN, "tcp: accept failed: %s", strerror(errno));
       return;
+    }
+    if (check_sender && !sk__tcp_proxy_admit(srv, &peer, peer_len)) {
+      sk__close(fd); /* before anything is read from it */
+      continue;
     }
     /* Counting first makes the limit exact across several loops. */
     long long before = atomic_fetch_add(&srv->active, 1);

@@ -35,6 +35,8 @@ static void close_conn(sk_tcp_io *io, int fd) {
   if (io->srv->models->closed)
     io->srv->models->closed(io, fd);
   sk__conn_release(&io->conns, fd);
+  if (io->origins)
+    sk__tcp_proxy_forget(io, fd);
   /* close() also takes the descriptor out of the epoll set: nothing else
    * holds a duplicate of it -- unless a connection child was forked since
    * (sk__forked). Then only shutdown() sends the client its EOF, and a
@@ -250,6 +252,10 @@ static void lose_reply(sk_tcp_io *io, int fd, sk_conn *c) {
 static int serve_buffer(sk_tcp_io *io, int fd, sk_conn *c, char *buf, size_t len, size_t room,
                         size_t *used) {
   sk_tcp_server *srv = io->srv;
+  if (srv->proxy_protocol) {
+    const sk_origin *o = sk__tcp_origin(io, fd);
+    sk__peer_set_origin(&io->peer, o ? (const struct sockaddr *)&o->addr : NULL, o ? o->len : 0);
+  }
   if (!srv->models->serve)
     return sk__tcp_serve_all(srv, fd, false, buf, len, room, used, &io->out, &io->tally, &io->peer);
   return srv->models->serve(io, fd, c, buf, len, room, used);
@@ -339,6 +345,15 @@ static void on_readable(sk_tcp_io *io, int fd, sk_conn *c) {
       reset_conn(io, fd, errno);
     return;
   }
+  if (c->flags & SK_CONN_PROXY_WAIT) {
+    size_t rest = (size_t)n;
+    int r = sk__tcp_proxy_take(io, fd, c, &rest);
+    if (r < 0)
+      close_conn(io, fd);
+    else if (r > 0 && (rest || c->in))
+      serve_input(io, fd, c, rest);
+    return;
+  }
   if (n == 0) {
     /* Half-close: requests already whole were served. Owed replies still
      * go out before we close. */
@@ -394,7 +409,9 @@ static void expire_timers(sk_tcp_io *io) {
   int fd;
   while ((fd = sk__conn_expired(&io->conns, now)) >= 0) {
     sk_conn *c = sk__conn_get(&io->conns, fd);
-    if (!(c->flags & SK_CONN_SHUT_WR)) {
+    if (c->flags & SK_CONN_PROXY_WAIT) {
+      sk__tcp_proxy_expired(io->srv, fd);
+    } else if (!(c->flags & SK_CONN_SHUT_WR)) {
       sk__tcp_count(io->srv, SK_STAT_CONNECTIONS_TIMED_OUT, 1);
       if (sk__log_enabled(SK_LOG_DEBUG))
         sk__tcp_log_conn(SK_LOG_DEBUG, fd, c->out ? "write timeout" : "idle timeout");

@@ -34,8 +34,10 @@ struct sk_tcp_job {
   size_t reply_len;
   size_t request_len;
   socklen_t peer_len;
-  struct sockaddr_storage peer; /* the client, as it was at accept */
-  char request[];               /* NUL-terminated copy */
+  socklen_t proxy_len;           /* 0 unless the server takes PROXY headers */
+  struct sockaddr_storage peer;  /* the client, as it was at accept or in the header */
+  struct sockaddr_storage proxy; /* the proxy it came through */
+  char request[];                /* NUL-terminated copy */
 };
 
 /* The jobs of one loop: the model's state in it (io->model_state), made
@@ -74,6 +76,8 @@ static void job_run(sk_pool_task *task) {
     sk_peer peer;
     sk_peer *was = sk__peer_bind(&peer);
     sk__peer_set_addr(&peer, (const struct sockaddr *)&job->peer, job->peer_len);
+    if (job->proxy_len)
+      sk__peer_set_proxy(&peer, (const struct sockaddr *)&job->proxy, job->proxy_len);
     const char *reply = srv->core.service(job->request, srv->core.user);
     if (reply) {
       /* Copied on this thread, before it runs user code again. */
@@ -156,7 +160,18 @@ static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len, j
   sk_job_fifo *q = &state(io)->fifos[fd]; /* made at accept */
   *job = (sk_tcp_job){
       .task.run = job_run, .io = io, .fd = fd, .request_len = len, .peer_len = q->peer_len};
-  memcpy(&job->peer, &q->peer, q->peer_len);
+  const sk_origin *o = NULL;
+  if (io->srv->proxy_protocol) {
+    /* Behind a proxy: the client is the one its header named, if any. */
+    job->proxy_len = q->peer_len;
+    memcpy(&job->proxy, &q->peer, q->peer_len);
+    if ((o = sk__tcp_origin(io, fd)) && o->len) {
+      job->peer_len = o->len;
+      memcpy(&job->peer, &o->addr, o->len);
+    }
+  }
+  if (!o || !o->len)
+    memcpy(&job->peer, &q->peer, q->peer_len);
   memcpy(job->request, payload, len);
   job->request[len] = '\0';
   if (q->tail)

@@ -15,6 +15,7 @@ static int tcp_begin(sk_server *core);
 static int tcp_serve(sk_server *core, int index);
 static void tcp_settle(sk_server *core, int64_t deadline);
 static void tcp_end(sk_server *core);
+static void tcp_destroy(sk_server *core);
 
 static const sk_server_ops tcp_ops = {
     .name = "tcp",
@@ -25,6 +26,7 @@ static const sk_server_ops tcp_ops = {
     .serve = tcp_serve,
     .settle = tcp_settle,
     .end = tcp_end,
+    .destroy = tcp_destroy,
 };
 
 int sk_tcp_server_create(sk_tcp_server **out, const char *address, sk_service service, void *user) {
@@ -43,6 +45,7 @@ int sk_tcp_server_create(sk_tcp_server **out, const char *address, sk_service se
   srv->high_water = 1 << 20;
   srv->max_buffered = 256LL << 20;
   srv->max_inflight = 16;
+  srv->proxy_timeout_ms = 3000;
   return SK_OK;
 }
 
@@ -65,6 +68,8 @@ static const sk_option_def tcp_options[] = {
     OPT(SK_OPT_MAX_BUFFERED, max_buffered, 0, 1LL << 40),
     OPT(SK_OPT_DRAIN_TIMEOUT_MS, core.life.drain_timeout_ms, 0, INT_MAX),
     OPT(SK_OPT_MAX_INFLIGHT, max_inflight, 1, 65536),
+    OPT(SK_OPT_PROXY_PROTOCOL, proxy_protocol, SK_PROXY_OFF, SK_PROXY_ANY),
+    OPT(SK_OPT_PROXY_TIMEOUT_MS, proxy_timeout_ms, 1, INT_MAX),
 };
 #undef OPT
 
@@ -110,6 +115,16 @@ int sk_tcp_server_set_reply_free(sk_tcp_server *srv, sk_reply_free fn) {
   if (!srv)
     return sk__null_argument("sk_tcp_server_set_reply_free", "srv");
   return sk__server_set_reply_free(&srv->core, fn);
+}
+
+int sk_tcp_server_set_proxy_trusted(sk_tcp_server *srv, const char *cidrs) {
+  if (!srv)
+    return sk__null_argument("sk_tcp_server_set_proxy_trusted", "srv");
+  if (srv->core.state != SK_SERVER_CREATED) {
+    sk__log(SK_LOG_WARN, "sk_tcp_server_set_proxy_trusted: %s", SK__SERVER_LOCKED);
+    return sk__fail(SK_ESTATE, 0);
+  }
+  return sk__tcp_proxy_trust(srv, cidrs);
 }
 
 int sk_tcp_server_listen(sk_tcp_server *srv) {
@@ -179,7 +194,17 @@ static int tcp_bound(sk_server *core, int fd, int index) {
 }
 
 static void tcp_listening(sk_server *core, const char *address) {
-  sk__log(SK_LOG_INFO, "tcp: listening on %s with %d event loop(s)", address, core->nio);
+  sk_tcp_server *srv = (sk_tcp_server *)core;
+  static const char *const proxy[] = {"", ", PROXY protocol v1", ", PROXY protocol v2",
+                                      ", PROXY protocol v1 or v2"};
+  sk__log(SK_LOG_INFO, "tcp: listening on %s with %d event loop(s)%s%s", address, core->nio,
+          proxy[srv->proxy_protocol],
+          srv->proxy_protocol && !srv->trusted ? " from any sender" : "");
+  if (!srv->proxy_protocol && srv->trusted)
+    sk__log(SK_LOG_WARN,
+            "tcp: %s: the trusted proxies (sk_tcp_server_set_proxy_trusted) are "
+            "ignored: SK_OPT_PROXY_PROTOCOL is SK_PROXY_OFF",
+            address);
 }
 
 static int tcp_begin(sk_server *core) {
@@ -230,4 +255,10 @@ static void tcp_end(sk_server *core) {
   srv->io = NULL;
   if (srv->models->end)
     srv->models->end(srv);
+}
+
+static void tcp_destroy(sk_server *core) {
+  sk_tcp_server *srv = (sk_tcp_server *)core;
+  free(srv->trusted);
+  srv->trusted = NULL;
 }

@@ -538,8 +538,8 @@ START_TEST(test_lifecycle_and_options) {
                                 SK_STAT_DROPS_WOULD_BLOCK,
                                 SK_STAT_DROPS_SEND_ERROR,
                                 SK_STAT_DROPS_QUEUE_FULL,
-                                SK_STAT_DROPS_MULTILINE + 1,
-                                SK_STAT_DROPS_MULTILINE + 2,
+                                SK_STAT_PROXY_ERRORS + 1,
+                                SK_STAT_PROXY_ERRORS + 2,
                                 1000};
   for (size_t i = 0; i < sizeof not_tcp / sizeof not_tcp[0]; i++)
     ck_assert_msg(sk_tcp_server_stat(srv, not_tcp[i], &count) == SK_EINVAL,

@@ -232,6 +232,11 @@ class Renderer:
                     returns.extend(child.findall("para"))
                 elif child.tag == "simplesect" and child.get("kind") == "note":
                     notes.extend(child.findall("para"))
+                elif child.tag == "simplesect" and child.get("kind") == "since":
+                    paras.append(wrap("".join(text)))
+                    text = []
+                    version = " ".join(self.inline(p) for p in child.findall("para")).strip()
+                    paras.append(wrap(f"Since libsockkit {version}."))
                 elif child.tag == "itemizedlist":
                     paras.append(wrap("".join(text)))
                     text = []
