@@ -152,7 +152,7 @@ static bool over_buffer_limits(sk_tcp_io *io, const sk_conn *c) {
  * cap. A connection with nothing queued may always serve one message more
  * (its reply mostly leaves at once), so the cap can never leave it waiting
  * for an event that will not come. 0: serve nothing now. */
-static size_t output_room(sk_tcp_io *io, const sk_conn *c) {
+size_t sk__tcp_output_room(sk_tcp_io *io, const sk_conn *c) {
   sk_tcp_server *srv = io->srv;
   size_t pending = sk__buf_len(c->out);
   size_t high = (size_t)srv->high_water;
@@ -241,7 +241,7 @@ static bool deliver(sk_tcp_io *io, int fd, sk_conn *c) {
 /* A reply of the connection is lost (it could not be copied or queued):
  * every later reply would answer the wrong request, so none is sent; the
  * replies before it still are, then the connection closes. */
-static void lose_reply(sk_tcp_io *io, int fd, sk_conn *c) {
+void sk__tcp_lose_reply(sk_tcp_io *io, int fd, sk_conn *c) {
   sk__tcp_count(io->srv, SK_STAT_CONNECTIONS_RESET, 1);
   sk__tcp_warn_conn(io->srv, fd, "a reply could not be queued (out of memory); closing");
   c->flags |= SK_CONN_BROKEN | SK_CONN_CLOSING;
@@ -282,13 +282,13 @@ static void serve_input(sk_tcp_io *io, int fd, sk_conn *c, size_t nread) {
       buf = sk__buf_bytes(c->in);
       len = c->in->len;
     }
-    size_t room = output_room(io, c), used = 0;
+    size_t room = sk__tcp_output_room(io, c), used = 0;
     int rc = room ? serve_buffer(io, fd, c, buf, len, room, &used) : SK_TCP_SERVE_FULL;
     any |= used > 0;
     sk__tcp_flush_tally(srv, &io->tally); /* before the client can see replies */
     if (rc < 0) {
       if (rc == SK_ENOMEM)
-        lose_reply(io, fd, c);
+        sk__tcp_lose_reply(io, fd, c);
       else
         sk__tcp_serve_failed(srv, fd, rc);
       c->flags |= SK_CONN_CLOSING;
@@ -380,7 +380,7 @@ static void on_readable(sk_tcp_io *io, int fd, sk_conn *c) {
 /* The connection may go on: replies the model finished while its output
  * was full are sent (its resume hook), and input held back is served once
  * neither the model nor the output makes it wait. */
-static void resume(sk_tcp_io *io, int fd, sk_conn *c) {
+void sk__tcp_resume(sk_tcp_io *io, int fd, sk_conn *c) {
   const sk_tcp_model *model = io->srv->models;
   if (model->resume && !model->resume(io, fd, c))
     return;
@@ -466,7 +466,7 @@ static void dispatch(sk_tcp_io *io, struct epoll_event *events, int n, bool drai
         continue;
       if (paused && !(c->flags & SK_CONN_READ_PAUSED)) {
         /* Level-triggered: input still waiting is reported again. */
-        resume(io, fd, c);
+        sk__tcp_resume(io, fd, c);
         continue;
       }
     }
@@ -582,24 +582,12 @@ done:
 
 /* ---- for the models that serve in the loop (tcp.h) --------------------- */
 
-size_t sk__tcp_output_room(sk_tcp_io *io, const sk_conn *c) {
-  return output_room(io, c);
-}
-
 bool sk__tcp_deliver(sk_tcp_io *io, int fd, sk_conn *c) {
   return deliver(io, fd, c);
 }
 
 bool sk__tcp_settle(sk_tcp_io *io, int fd, sk_conn *c) {
   return settle(io, fd, c);
-}
-
-void sk__tcp_resume(sk_tcp_io *io, int fd, sk_conn *c) {
-  resume(io, fd, c);
-}
-
-void sk__tcp_lose_reply(sk_tcp_io *io, int fd, sk_conn *c) {
-  lose_reply(io, fd, c);
 }
 
 /* The event-loop model has no hooks: the loop tracks each client and
