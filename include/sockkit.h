@@ -282,6 +282,40 @@ SK_API const char *sk_peer_proxy_address(void);
  */
 SK_API const struct sockaddr *sk_peer_proxy_sockaddr(socklen_t *len);
 
+/**
+ * The PP2_TYPE_UNIQUE_ID value of the PROXY protocol v2 header of the
+ * connection whose request the calling thread is serving: an opaque
+ * identifier of at most 128 bytes the proxy gave the connection (HAProxy's
+ * `unique-id-format` with `proxy-v2-options unique-id`), for correlating
+ * logs.
+ *
+ * @param len if not NULL, receives the length of the value, which may be 0.
+ * @return the bytes, followed by a NUL that is not counted (the value may
+ *         hold NUL bytes itself), valid until the service returns; NULL
+ *         when the header had no such TLV, outside a service, or on a
+ *         server without the PROXY protocol.
+ * @note Thread-safe (per-thread state). Only meaningful inside a service.
+ * @note Not async-signal-safe.
+ * @since 1.1
+ */
+SK_API const void *sk_peer_proxy_unique_id(size_t *len);
+
+/**
+ * The PP2_TYPE_AUTHORITY value of the PROXY protocol v2 header of the
+ * connection whose request the calling thread is serving: the host name
+ * the client asked the proxy for (TLS SNI, as HAProxy sends it).
+ *
+ * @param len if not NULL, receives the length of the value.
+ * @return the text, NUL-terminated (the proxy's bytes, unchecked: a NUL
+ *         inside makes it shorter than @p len says), valid until the
+ *         service returns; NULL when the header had no such TLV, outside
+ *         a service, or on a server without the PROXY protocol.
+ * @note Thread-safe (per-thread state). Only meaningful inside a service.
+ * @note Not async-signal-safe.
+ * @since 1.1
+ */
+SK_API const char *sk_peer_proxy_authority(size_t *len);
+
 /** @} */
 
 /**

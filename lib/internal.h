@@ -44,6 +44,22 @@ int sk__log_limited(sk_log_limit *limit);
  * the pointer must stay valid until sk__peer_clear(). The stream form
  * records only the descriptor; getpeername() runs lazily, only if the
  * service asks, which keeps the peer address out of per-connection memory. */
+/* Who a connection's PROXY header says its client is (tcp_proxy.c), kept
+ * while the connection lives, with the v2 TLVs a service may ask for. */
+typedef struct sk_origin {
+  socklen_t len; /* 0: the header named no client (LOCAL, UNKNOWN) */
+  struct sockaddr_storage addr;
+  uint16_t unique_id_len; /* PP2_TYPE_UNIQUE_ID, at tlv, then a NUL */
+  uint16_t authority_len; /* PP2_TYPE_AUTHORITY after it, then a NUL; 0: none */
+  bool has_unique_id, has_authority;
+  char tlv[];
+} sk_origin;
+
+/* Bytes of an origin with its TLVs. */
+static inline size_t sk__origin_size(const sk_origin *o) {
+  return sizeof *o + o->unique_id_len + 1u + o->authority_len + 1u;
+}
+
 typedef struct sk_peer {
   bool active;
   bool have_addr;
@@ -55,11 +71,10 @@ typedef struct sk_peer {
   bool have_proxy_text;
   int fd;
   socklen_t len;
-  socklen_t origin_len;
   socklen_t proxy_len;
-  const struct sockaddr *addr; /* borrowed (datagram) or &storage (stream) */
-  const struct sockaddr *origin;
+  const struct sockaddr *addr;       /* borrowed (datagram) or &storage (stream) */
   const struct sockaddr *proxy_addr; /* borrowed (pool) or &proxy_storage */
+  const sk_origin *origin;           /* NULL: no header named a client */
   struct sockaddr_storage storage;
   struct sockaddr_storage proxy_storage;
   char text[SK_ADDRSTRLEN];
@@ -75,6 +90,7 @@ static inline void sk__peer_set_addr(sk_peer *p, const struct sockaddr *sa, sock
   p->have_addr = true;
   p->have_text = false;
   p->proxied = false;
+  p->origin = NULL;
   p->fd = -1;
   p->addr = sa;
   p->len = len;
@@ -91,22 +107,23 @@ static inline void sk__peer_set_fd(sk_peer *p, int fd) {
   p->fd = fd;
 }
 
-/* The connection came through a proxy; its header named the client at sa
- * (NULL: none, the proxy stands for itself). Stays set across
- * sk__peer_set_fd. */
-static inline void sk__peer_set_origin(sk_peer *p, const struct sockaddr *sa, socklen_t len) {
+/* The connection came through a proxy, and its header said `o` (NULL:
+ * nothing beyond the proxy itself). Stays set across sk__peer_set_fd. */
+static inline void sk__peer_set_origin(sk_peer *p, const sk_origin *o) {
   p->proxied = true;
-  p->origin = sa;
-  p->origin_len = sa ? len : 0;
+  p->origin = o;
 }
 
-/* After sk__peer_set_addr, for a request that came through a proxy at sa. */
-static inline void sk__peer_set_proxy(sk_peer *p, const struct sockaddr *sa, socklen_t len) {
+/* After sk__peer_set_addr, for a request that came through a proxy at sa,
+ * whose header said `o` (its address is not used: sa's is the client). */
+static inline void sk__peer_set_proxy(sk_peer *p, const struct sockaddr *sa, socklen_t len,
+                                      const sk_origin *o) {
   p->proxied = true;
   p->have_proxy = true;
   p->have_proxy_text = false;
   p->proxy_addr = sa;
   p->proxy_len = len;
+  p->origin = o;
 }
 
 static inline void sk__peer_clear(sk_peer *p) {

@@ -89,9 +89,9 @@ static sk_peer *peer_resolve(void) {
   if (!p || !p->active)
     return NULL;
   if (!p->have_addr) {
-    if (p->proxied && p->origin_len) {
-      p->addr = p->origin;
-      p->len = p->origin_len;
+    if (p->proxied && p->origin && p->origin->len) {
+      p->addr = (const struct sockaddr *)&p->origin->addr;
+      p->len = p->origin->len;
     } else {
       socklen_t len = sizeof p->storage;
       if (getpeername(p->fd, (struct sockaddr *)&p->storage, &len) != 0)
@@ -160,4 +160,22 @@ const char *sk_peer_proxy_address(void) {
     p->have_proxy_text = true;
   }
   return p->proxy_text;
+}
+
+const void *sk_peer_proxy_unique_id(size_t *len) {
+  sk_peer *p = current;
+  if (!p || !p->active || !p->proxied || !p->origin || !p->origin->has_unique_id)
+    return NULL;
+  if (len)
+    *len = p->origin->unique_id_len;
+  return p->origin->tlv;
+}
+
+const char *sk_peer_proxy_authority(size_t *len) {
+  sk_peer *p = current;
+  if (!p || !p->active || !p->proxied || !p->origin || !p->origin->has_authority)
+    return NULL;
+  if (len)
+    *len = p->origin->authority_len;
+  return p->origin->tlv + p->origin->unique_id_len + 1;
 }

@@ -51,16 +51,6 @@ typedef struct sk_tally {
 
 typedef struct sk_tcp_io sk_tcp_io;
 
-/* Who a connection's PROXY header says its client is (tcp_proxy.c), kept
- * while the connection lives, with the TLVs the handler API will offer. */
-typedef struct sk_origin {
-  socklen_t len; /* 0: the header named no client (LOCAL, UNKNOWN) */
-  struct sockaddr_storage addr;
-  uint16_t unique_id_len; /* PP2_TYPE_UNIQUE_ID, at tlv */
-  uint16_t authority_len; /* PP2_TYPE_AUTHORITY, after it */
-  char tlv[];
-} sk_origin;
-
 /* epoll data tags of an event loop; connections use their descriptor. */
 #define SK_TCP_TAG_LISTENER (UINT64_C(1) << 40)
 #define SK_TCP_TAG_STOP (UINT64_C(2) << 40)

@@ -120,8 +120,7 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd, bool count_f
      * the same reads is served before the socket is waited on again. */
     if (!sk__tcp_proxy_read_blocking(srv, fd, stopfd, &in, &origin))
       goto done;
-    sk__peer_set_origin(&peer, origin ? (const struct sockaddr *)&origin->addr : NULL,
-                        origin ? origin->len : 0);
+    sk__peer_set_origin(&peer, origin);
   }
   int64_t idle_deadline = srv->idle_timeout_ms ? sk__clock_ms() + srv->idle_timeout_ms : -1;
   bool held = in != NULL; /* input to serve before reading more */

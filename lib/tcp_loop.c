@@ -252,10 +252,8 @@ void sk__tcp_lose_reply(sk_tcp_io *io, int fd, sk_conn *c) {
 static int serve_buffer(sk_tcp_io *io, int fd, sk_conn *c, char *buf, size_t len, size_t room,
                         size_t *used) {
   sk_tcp_server *srv = io->srv;
-  if (srv->proxy_protocol) {
-    const sk_origin *o = sk__tcp_origin(io, fd);
-    sk__peer_set_origin(&io->peer, o ? (const struct sockaddr *)&o->addr : NULL, o ? o->len : 0);
-  }
+  if (srv->proxy_protocol)
+    sk__peer_set_origin(&io->peer, sk__tcp_origin(io, fd));
   if (!srv->models->serve)
     return sk__tcp_serve_all(srv, fd, false, buf, len, room, used, &io->out, &io->tally, &io->peer);
   return srv->models->serve(io, fd, c, buf, len, room, used);

@@ -37,6 +37,7 @@ struct sk_tcp_job {
   socklen_t proxy_len;           /* 0 unless the server takes PROXY headers */
   struct sockaddr_storage peer;  /* the client, as it was at accept or in the header */
   struct sockaddr_storage proxy; /* the proxy it came through */
+  sk_origin *origin;             /* the header's TLVs, if it had any kept */
   char request[];                /* NUL-terminated copy */
 };
 
@@ -62,6 +63,7 @@ static uint32_t fifo_count(sk_tcp_io *io, int fd) {
 static void free_job(sk_tcp_job *job) {
   if (job->reply != job->request)
     free(job->reply);
+  free(job->origin);
   free(job);
 }
 
@@ -77,7 +79,7 @@ static void job_run(sk_pool_task *task) {
     sk_peer *was = sk__peer_bind(&peer);
     sk__peer_set_addr(&peer, (const struct sockaddr *)&job->peer, job->peer_len);
     if (job->proxy_len)
-      sk__peer_set_proxy(&peer, (const struct sockaddr *)&job->proxy, job->proxy_len);
+      sk__peer_set_proxy(&peer, (const struct sockaddr *)&job->proxy, job->proxy_len, job->origin);
     const char *reply = srv->core.service(job->request, srv->core.user);
     if (reply) {
       /* Copied on this thread, before it runs user code again. */
@@ -168,6 +170,15 @@ static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len, j
     if ((o = sk__tcp_origin(io, fd)) && o->len) {
       job->peer_len = o->len;
       memcpy(&job->peer, &o->addr, o->len);
+    }
+    /* Its TLVs, if any, in a copy of the job's own: a job may outlive its
+     * connection. */
+    if (o && (o->has_unique_id || o->has_authority)) {
+      if (!(job->origin = sk__malloc(SK_ALLOC_JOB, sk__origin_size(o)))) {
+        free(job);
+        return false;
+      }
+      memcpy(job->origin, o, sk__origin_size(o));
     }
   }
   if (!o || !o->len)

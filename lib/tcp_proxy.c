@@ -78,29 +78,33 @@ static const char *decode_error(int rc) {
                              "version (SK_OPT_PROXY_PROTOCOL); closing";
 }
 
-/* The client the header names, with the TLVs kept for the handler API;
- * NULL with *ok for a header that names none (LOCAL, UNKNOWN). */
+/* What the header said beyond the proxy itself: the client it names and
+ * the TLVs a service may ask for, each followed by a NUL; NULL with *ok
+ * for a header that says nothing more (LOCAL or UNKNOWN, no TLVs kept). */
 static sk_origin *make_origin(const sk_proxy_header *h, const char *buf, bool *ok) {
   *ok = true;
   if (h->local && !h->unique_id_at && !h->authority_at)
     return NULL;
-  size_t extra = h->unique_id_len + h->authority_len;
-  sk_origin *o = sk__malloc(SK_ALLOC_TABLE, sizeof *o + extra);
+  sk_origin head = {.unique_id_len = (uint16_t)h->unique_id_len,
+                    .authority_len = (uint16_t)h->authority_len,
+                    .has_unique_id = h->unique_id_at != 0,
+                    .has_authority = h->authority_at != 0};
+  sk_origin *o = sk__malloc(SK_ALLOC_TABLE, sk__origin_size(&head));
   if (!o) {
     *ok = false;
     return NULL;
   }
-  memset(o, 0, sizeof *o);
+  *o = head;
   if (!h->local) {
     o->len = h->src_len;
     memcpy(&o->addr, &h->src, h->src_len);
   }
-  o->unique_id_len = (uint16_t)h->unique_id_len;
-  o->authority_len = (uint16_t)h->authority_len;
-  if (h->unique_id_len)
-    memcpy(o->tlv, buf + h->unique_id_at, h->unique_id_len);
-  if (h->authority_len)
-    memcpy(o->tlv + h->unique_id_len, buf + h->authority_at, h->authority_len);
+  char *tlv = o->tlv;
+  memcpy(tlv, buf + h->unique_id_at, h->unique_id_len);
+  tlv[h->unique_id_len] = '\0';
+  tlv += h->unique_id_len + 1;
+  memcpy(tlv, buf + h->authority_at, h->authority_len);
+  tlv[h->authority_len] = '\0';
   return o;
 }
 

@@ -282,6 +282,59 @@ START_TEST(test_untrusted_sender_refused_every_model) {
 }
 END_TEST
 
+/* The v2 TLVs a service may ask for, as the proxy sent them, in every
+ * model; a connection whose header had none reports none. */
+static const char *tlvs(const char *request, void *user) {
+  (void)user;
+  size_t ulen = 99, alen = 99;
+  const char *uid = sk_peer_proxy_unique_id(&ulen);
+  const char *auth = sk_peer_proxy_authority(&alen);
+  return sk_replyf("%s|%s:%zu|%s:%zu", request, uid ? uid : "-", uid ? ulen : 0, auth ? auth : "-",
+                   auth ? alen : 0);
+}
+
+START_TEST(test_tlvs_every_model) {
+  const model_config *cfg = &configs[_i];
+  sk_tcp_server *srv = NULL;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", tlvs, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, cfg->model), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, cfg->io_threads), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WORKERS, cfg->workers), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_PROXY_PROTOCOL, SK_PROXY_V2), SK_OK);
+  running r;
+  run_start(&r, cfg, srv);
+  const unsigned char t[] = {0x04, 0, 2,  'x', 'x',                     /* NOOP, skipped */
+                             0x05, 0, 6,  'r', 'e', 'q', '-', '4', '2', /* UNIQUE_ID */
+                             0x02, 0, 11, 'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'c', 'o', 'm'};
+  unsigned char msg[256];
+  size_t n = v2_inet(msg, false, "192.0.2.9", 9, "192.0.2.1", 443, t, sizeof t);
+  memcpy(msg + n, "a\nb\n", 4);
+  int fd = sk_test_tcp_connect(r.address);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(sk_test_send_all(fd, msg, n + 4), 0);
+  expect_reply(fd, "a|req-42:6|example.com:11\nb|req-42:6|example.com:11\n");
+  close(fd);
+  /* A LOCAL header with an empty UNIQUE_ID only. */
+  const unsigned char empty[] = {0x05, 0, 0};
+  n = v2_inet(msg, true, "192.0.2.9", 9, "192.0.2.1", 443, empty, sizeof empty);
+  memcpy(msg + n, "c\n", 2);
+  fd = sk_test_tcp_connect(r.address);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(sk_test_send_all(fd, msg, n + 2), 0);
+  expect_reply(fd, "c|:0|-:0\n");
+  close(fd);
+  /* None at all. */
+  n = v2_inet(msg, false, "192.0.2.9", 9, "192.0.2.1", 443, NULL, 0);
+  memcpy(msg + n, "d\n", 2);
+  fd = sk_test_tcp_connect(r.address);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(sk_test_send_all(fd, msg, n + 2), 0);
+  expect_reply(fd, "d|-:0|-:0\n");
+  close(fd);
+  run_stop(&r);
+}
+END_TEST
+
 /* ---- the event loop's details ------------------------------------------- */
 
 /* LOCAL (a proxy's health check) keeps the real addresses, and a header
@@ -493,6 +546,8 @@ static const char *proxy_or_none(const char *request, void *user) {
 
 START_TEST(test_off_by_default) {
   ck_assert_ptr_null(sk_peer_proxy_address());
+  ck_assert_ptr_null(sk_peer_proxy_unique_id(NULL));
+  ck_assert_ptr_null(sk_peer_proxy_authority(NULL));
   ck_assert_ptr_null(sk_peer_proxy_sockaddr(NULL));
   sk_test_tcp t;
   ck_assert_int_eq(sk_test_tcp_start(&t, "127.0.0.1:0", proxy_or_none, NULL), SK_OK);
@@ -622,6 +677,7 @@ static Suite *proxy_server_suite(void) {
   tcase_add_loop_test(models, test_missing_header_closed_every_model, 0, NCONFIGS);
   tcase_add_loop_test(models, test_header_timeout_every_model, 0, NCONFIGS);
   tcase_add_loop_test(models, test_untrusted_sender_refused_every_model, 0, NCONFIGS);
+  tcase_add_loop_test(models, test_tlvs_every_model, 0, NCONFIGS);
   suite_add_tcase(s, models);
   TCase *loop = tcase_create("loop");
   tcase_set_timeout(loop, 60);
