@@ -54,6 +54,7 @@ static void usage(FILE *out) {
         "  127.0.0.1:9000       one IPv4 address\n"
         "  [::1]:9000           one IPv6 address\n"
         "  unix:/tmp/echo.sock  a UNIX socket (datagram or stream)\n"
+        "  systemd              the socket systemd passed (socket activation)\n"
         "Port 0 picks a free port. Once ready, the server prints one line,\n"
         "\"listening on udp ADDRESS\" (or tcp), with the address it is bound to.\n"
         "Stop it with Ctrl-C (SIGINT) or SIGTERM.\n"

@@ -603,16 +603,43 @@ typedef struct sk_udp_server sk_udp_server;
 /**
  * Create a UDP server. Nothing is bound yet.
  *
+ * Instead of binding a socket, a server can adopt one already open, at
+ * listen: "fd:N" takes descriptor N (decimal digits, 0 to `INT_MAX`), for
+ * example one inherited from a parent; "systemd" takes the first socket
+ * systemd passed by socket activation, and "systemd:NAME" the one whose
+ * name (`FileDescriptorName=` of the socket unit) is NAME (1 to 255
+ * printable characters, no ':'). The systemd forms read the environment
+ * as sd_listen_fds(3) does, without libsystemd and without unsetting it,
+ * so that several servers of one process can each take one: `LISTEN_PID`
+ * must be this process, `LISTEN_PIDFDID` (where set, and where the kernel
+ * gives pidfds an inode number) its pidfd, `LISTEN_FDS` counts the
+ * descriptors from 3 on, and `LISTEN_FDNAMES`, where set, names each one
+ * (without it every descriptor is named "unknown"). The socket must be a
+ * bound UDP or UNIX datagram socket (for a TCP server: a listening TCP or
+ * UNIX stream socket); anything else fails listen with ::SK_EADDR and a
+ * warning that names the descriptor and what is wrong. The adopted socket
+ * is made non-blocking and close-on-exec, ::SK_OPT_RCVBUF and
+ * ::SK_OPT_SNDBUF apply to it, ::SK_OPT_REUSEPORT does not, and it is
+ * shared by every I/O thread. The port and address queries report its
+ * address (getsockname). Once listen has succeeded it is the server's:
+ * it stays open after a stop and after run returns, and only
+ * sk_udp_server_destroy() closes it; a UNIX socket file of it is never
+ * removed. If listen fails, the descriptor stays open, still the caller's.
+ *
  * @param out     receives the server; set to NULL on failure.
  * @param address where to listen: "127.0.0.1:8848", "[::1]:8848", ":8848" or
  *                "8848" (all interfaces, dual-stack where available),
  *                "unix:/path/to.sock" or "unix:@abstract". Port 0 picks a
- *                free port (see sk_udp_server_port()).
+ *                free port (see sk_udp_server_port()). Or a socket to
+ *                adopt at listen: "fd:N", "systemd" or "systemd:NAME"
+ *                (above).
  * @param service called once per datagram; must not be NULL.
  * @param user    passed to every call of @p service.
  * @return ::SK_OK; ::SK_EINVAL if @p out, @p address or @p service is NULL;
- *         ::SK_EADDR for a malformed address; ::SK_ENOMEM; ::SK_ESYS if the
- *         wake-up descriptor cannot be created.
+ *         ::SK_EADDR for a malformed address (only the syntax is checked
+ *         here: whether descriptor N is there, and what it is, is for
+ *         listen); ::SK_ENOMEM; ::SK_ESYS if the wake-up descriptor cannot
+ *         be created.
  * @note Thread-safe (touches no shared state).
  * @note Not async-signal-safe.
  */
@@ -660,11 +687,15 @@ SK_API int sk_udp_server_get(const sk_udp_server *srv, int option, long long *va
  * names another file (it was removed, or replaced by another server). An
  * abstract address ("unix:@name") already in use fails the same way.
  *
+ * For "fd:N" and "systemd[:NAME]" nothing is bound: the socket is adopted
+ * and checked as sk_udp_server_create() describes.
+ *
  * @param srv the server.
  * @return ::SK_OK; ::SK_EINVAL for NULL; ::SK_ESTATE if already listening or
  *         stopped; ::SK_ESOCKET if the socket cannot be created or
  *         configured; ::SK_EBIND if binding fails (see sk_last_os_error(),
- *         e.g. `EADDRINUSE`); ::SK_ENOMEM; ::SK_ESYS if an I/O thread's
+ *         e.g. `EADDRINUSE`); ::SK_EADDR if the socket to adopt is not
+ *         there or is not a bound datagram socket; ::SK_ENOMEM; ::SK_ESYS if an I/O thread's
  *         event loop cannot be created. Everything a run needs but its
  *         threads is made here, so a run never lacks descriptors later.
  * @note Not thread-safe.
@@ -776,6 +807,8 @@ SK_API int sk_udp_server_stat(const sk_udp_server *srv, int stat, uint64_t *out)
 
 /**
  * Destroy a server: close its sockets, remove its UNIX socket file, free it.
+ * An adopted socket ("fd:N", "systemd") is closed here, never earlier, and
+ * its socket file is left in place.
  * A server started with sk_udp_server_start() is stopped and its threads
  * are joined first (waiting up to ::SK_OPT_DRAIN_TIMEOUT_MS for queued
  * requests). A server inside sk_udp_server_run() must be stopped and run
@@ -819,12 +852,16 @@ typedef struct sk_tcp_server sk_tcp_server;
  *
  * @param out     receives the server; set to NULL on failure.
  * @param address where to listen, in the forms of sk_udp_server_create();
- *                "unix:/path" is a UNIX stream socket.
+ *                "unix:/path" is a UNIX stream socket. "fd:N",
+ *                "systemd" and "systemd:NAME" adopt a listening TCP or
+ *                UNIX stream socket at listen, as sk_udp_server_create()
+ *                describes (::SK_OPT_BACKLOG applies to it too).
  * @param service called once per message; must not be NULL.
  * @param user    passed to every call of @p service.
  * @return ::SK_OK; ::SK_EINVAL if @p out, @p address or @p service is NULL;
- *         ::SK_EADDR for a malformed address; ::SK_ENOMEM; ::SK_ESYS if the
- *         event loop cannot be created.
+ *         ::SK_EADDR for a malformed address (syntax only, as for
+ *         sk_udp_server_create()); ::SK_ENOMEM; ::SK_ESYS if the event loop
+ *         cannot be created.
  * @note Thread-safe (touches no shared state).
  * @note Not async-signal-safe.
  */
@@ -874,10 +911,16 @@ SK_API int sk_tcp_server_get(const sk_tcp_server *srv, int option, long long *va
  * was removed, or replaced by another server). An abstract address
  * ("unix:@name") already in use fails the same way.
  *
+ * For "fd:N" and "systemd[:NAME]" nothing is bound: the socket is adopted
+ * and checked as sk_udp_server_create() describes, and listen() is called
+ * on it again with ::SK_OPT_BACKLOG.
+ *
  * @param srv the server.
  * @return ::SK_OK; ::SK_EINVAL for NULL; ::SK_ESTATE if already listening or
  *         stopped; ::SK_ESOCKET if the socket cannot be created or
  *         configured; ::SK_EBIND if binding fails (see sk_last_os_error());
+ *         ::SK_EADDR if the socket to adopt is not there or is not a
+ *         listening stream socket;
  *         ::SK_ELISTEN if listen() fails; ::SK_ENOMEM; ::SK_ESYS if an event
  *         loop cannot be created. Everything a run needs but its threads is
  *         made here, so a run never lacks descriptors later.
@@ -1016,6 +1059,8 @@ SK_API int sk_tcp_server_stat(const sk_tcp_server *srv, int stat, uint64_t *out)
 
 /**
  * Destroy a server: close its sockets, remove its UNIX socket file, free it.
+ * An adopted socket ("fd:N", "systemd") is closed here, never earlier, and
+ * its socket file is left in place.
  * A server started with sk_tcp_server_start() is stopped and its threads
  * are joined first (the stop drains as described for
  * sk_tcp_server_run()). A server inside sk_tcp_server_run() must be
@@ -1396,6 +1441,49 @@ SK_API int sk_udp_client_attempts(const sk_udp_client *c, int *attempts);
  * @note Not async-signal-safe.
  */
 SK_API void sk_udp_client_destroy(sk_udp_client *c);
+
+/** @} */
+
+/**
+ * @defgroup notify Service manager notification
+ * Telling systemd (or another manager that speaks its protocol) how the
+ * service is doing: that it is ready once it listens, that it is stopping,
+ * a line of status. Together with the "systemd" address forms of
+ * sk_tcp_server_create() and sk_udp_server_create(), this is what a
+ * socket-activated `Type=notify` service needs, without libsystemd.
+ * @{
+ */
+
+/**
+ * Send a state to the service manager, as sd_notify(3) does: @p state
+ * goes as one datagram to the UNIX datagram socket `$NOTIFY_SOCKET` names,
+ * an absolute path ("/run/systemd/notify") or an abstract name ("@name").
+ * Typical states are "READY=1" (once the servers listen), "STOPPING=1",
+ * "RELOADING=1" and "STATUS=text"; several go in one call, one per line
+ * ("READY=1
+STATUS=serving"). Without `$NOTIFY_SOCKET` (not started by a
+ * manager that listens) there is no one to tell, and nothing happens. The
+ * environment is left as it is.
+ *
+ * @param state the assignments to send, NUL-terminated; the bytes before
+ *              the NUL are sent exactly as they are.
+ * @return ::SK_OK, also when `$NOTIFY_SOCKET` is unset or empty;
+ *         ::SK_EINVAL if @p state is NULL or empty; ::SK_EADDR if
+ *         `$NOTIFY_SOCKET` is of a form this function cannot use (a
+ *         relative path, a path or name too long for a UNIX socket, a
+ *         "vsock:" address); ::SK_ESOCKET if the socket cannot be
+ *         created; ::SK_EWRITE if the datagram cannot be sent, which is
+ *         also what a `$NOTIFY_SOCKET` where nothing listens gives
+ *         (sk_last_os_error(): `ENOENT` for a path with no socket file,
+ *         `ECONNREFUSED` for a socket nothing is bound to any more).
+ *         Every failure is logged as a warning.
+ * @note Thread-safe, as long as no thread changes the environment
+ *       meanwhile (it reads `$NOTIFY_SOCKET` with getenv()). Allocates
+ *       nothing; its socket is opened close-on-exec and closed before it
+ *       returns, and it never raises `SIGPIPE`.
+ * @note Not async-signal-safe (getenv() and the log handler are not).
+ */
+SK_API int sk_notify(const char *state);
 
 /** @} */
 

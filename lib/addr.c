@@ -1,8 +1,10 @@
-/* addr.c -- parse and format address strings (IPv4, [IPv6], port-only, unix:). */
+/* addr.c -- parse and format address strings (IPv4, [IPv6], port-only, unix:),
+ * and parse the forms of a socket to adopt (fd:N, systemd[:NAME]). */
 #include "addr.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -216,4 +218,66 @@ int sk__addr_port(const struct sockaddr *sa) {
   in_port_t port;
   memcpy(&port, (const char *)sa + off, sizeof port);
   return ntohs(port);
+}
+
+/* ---- sockets to adopt ------------------------------------------------- */
+
+#define FD_PREFIX "fd:"
+#define SYSTEMD "systemd"
+
+bool sk__addr_is_adopt_text(const char *text) {
+  return strncmp(text, FD_PREFIX, sizeof FD_PREFIX - 1) == 0 || strcmp(text, SYSTEMD) == 0 ||
+         strncmp(text, SYSTEMD ":", sizeof SYSTEMD) == 0;
+}
+
+/* A descriptor number: digits only (no sign, space or "0x"), at most
+ * INT_MAX; leading zeros are harmless. */
+static int parse_fd(const char *s, int *fd) {
+  long long v = 0;
+  size_t n = 0;
+  for (; s[n] != '\0'; n++) {
+    if (s[n] < '0' || s[n] > '9')
+      return SK_EADDR;
+    v = v * 10 + (s[n] - '0');
+    if (v > INT_MAX)
+      return SK_EADDR;
+  }
+  if (n == 0)
+    return SK_EADDR;
+  *fd = (int)v;
+  return 0;
+}
+
+/* What systemd accepts in LISTEN_FDNAMES (fdname_is_valid), but for the
+ * empty name, which "systemd" alone stands for: printable ASCII, no ':'. */
+static int parse_fdname(const char *s, char *name) {
+  size_t n = 0;
+  for (; s[n] != '\0'; n++)
+    if (s[n] < ' ' || s[n] > '~' || s[n] == ':' || n == SK__ADOPT_NAME_MAX)
+      return SK_EADDR;
+  if (n == 0)
+    return SK_EADDR;
+  memcpy(name, s, n + 1);
+  return 0;
+}
+
+int sk__addr_parse_adopt(sk_adopt *out, const char *text) {
+  assert(out != NULL);
+  memset(out, 0, sizeof *out);
+  int rc = SK_EADDR;
+  if (text == NULL) {
+    /* rc stays SK_EADDR */
+  } else if (strncmp(text, FD_PREFIX, sizeof FD_PREFIX - 1) == 0) {
+    out->kind = SK_ADOPT_FD;
+    rc = parse_fd(text + sizeof FD_PREFIX - 1, &out->fd);
+  } else if (strcmp(text, SYSTEMD) == 0) {
+    out->kind = SK_ADOPT_SYSTEMD;
+    rc = 0;
+  } else if (strncmp(text, SYSTEMD ":", sizeof SYSTEMD) == 0) {
+    out->kind = SK_ADOPT_SYSTEMD;
+    rc = parse_fdname(text + sizeof SYSTEMD, out->name);
+  }
+  if (rc != 0)
+    memset(out, 0, sizeof *out);
+  return rc;
 }

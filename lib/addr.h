@@ -38,4 +38,25 @@ bool sk__addr_is_unix_text(const char *text);
 /* The port of an IP address in host order; 0 for UNIX addresses. */
 int sk__addr_port(const struct sockaddr *sa);
 
+/* The longest NAME of "systemd:NAME", as systemd limits LISTEN_FDNAMES. */
+#define SK__ADOPT_NAME_MAX 255
+
+/* A socket a server takes over instead of binding one (activate.c finds
+ * and checks it at listen): "fd:N", or "systemd" / "systemd:NAME". */
+typedef struct sk_adopt {
+  enum { SK_ADOPT_NONE, SK_ADOPT_FD, SK_ADOPT_SYSTEMD } kind;
+  int fd;                            /* SK_ADOPT_FD: N */
+  char name[SK__ADOPT_NAME_MAX + 1]; /* SK_ADOPT_SYSTEMD: NAME, "" for the first */
+} sk_adopt;
+
+/* True if `text` has the "fd:" prefix, or is "systemd" or has the
+ * "systemd:" prefix: a socket to adopt (the rest may still be malformed). */
+bool sk__addr_is_adopt_text(const char *text);
+
+/* Parse "fd:N" (N from 0 to INT_MAX, decimal digits only), "systemd" and
+ * "systemd:NAME" (1 to 255 printable ASCII characters, no ':'). Syntax
+ * only: whether the socket exists is for listen to find out. Returns 0 or
+ * SK_EADDR (*out zeroed). Pure. */
+int sk__addr_parse_adopt(sk_adopt *out, const char *text);
+
 #endif

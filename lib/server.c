@@ -3,9 +3,12 @@
 #include "server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+
+#include "activate.h"
 
 #define STATS_SIZE (SK_SERVER_STAT_COUNT * sizeof(_Atomic uint64_t))
 
@@ -13,6 +16,15 @@
  * forms that are right. A host name gets its own: servers bind to an
  * interface's address, and a name may stand for several or move. */
 static void explain_address(const char *transport, const char *address) {
+  if (sk__addr_is_adopt_text(address)) {
+    sk__log(SK_LOG_WARN,
+            "sk_%s_server_create: address \"%.200s\": not a socket to adopt; the forms are "
+            "\"fd:N\" (an open descriptor, N in decimal digits from 0 to %d), \"systemd\" "
+            "(the first socket systemd passed) and \"systemd:NAME\" (the one named NAME, 1 "
+            "to %d printable characters without ':')",
+            transport, address, INT_MAX, SK__ADOPT_NAME_MAX);
+    return;
+  }
   const char *colon = strrchr(address, ':');
   size_t host = colon ? (size_t)(colon - address) : 0;
   bool named = !sk__addr_is_unix_text(address) && host > 0 && address[0] != '[' &&
@@ -27,7 +39,8 @@ static void explain_address(const char *transport, const char *address) {
     sk__log(SK_LOG_WARN,
             "sk_%s_server_create: address \"%.200s\": not an address; the forms are "
             "\"127.0.0.1:8848\", \"[::1]:8848\", \":8848\" or \"8848\" (every interface), "
-            "\"unix:/path\" and \"unix:@name\", with a port of 0 to 65535",
+            "\"unix:/path\" and \"unix:@name\", with a port of 0 to 65535; or \"fd:N\", "
+            "\"systemd\" and \"systemd:NAME\" for a socket already open",
             transport, address);
 }
 
@@ -35,7 +48,8 @@ static void free_server(void *arg);
 
 static int init(sk_server *s, const sk_server_ops *ops, const char *address, sk_service service,
                 void *user) {
-  int rc = sk__addr_parse(&s->addr, address);
+  int rc = sk__addr_is_adopt_text(address) ? sk__addr_parse_adopt(&s->adopt, address)
+                                           : sk__addr_parse(&s->addr, address);
   if (rc != 0) {
     explain_address(ops->name, address);
     return sk__fail(rc, 0);
@@ -81,7 +95,10 @@ int sk__server_create(void **out, size_t size, const sk_server_ops *ops, const c
   return SK_OK;
 }
 
+/* An adopted socket is left open until the server is freed. */
 static void close_listeners(sk_server *s) {
+  if (s->adopted)
+    return;
   for (int i = 0; i < s->nfds; i++) {
     sk__close(s->fds[i]);
     s->fds[i] = -1;
@@ -95,12 +112,58 @@ static void end_run(sk_server *s) {
   s->threads = NULL;
 }
 
+/* The socket "fd:N" or "systemd[:NAME]" names is the whole set, shared
+ * by every I/O thread, and its address is what the transports see (the
+ * family for TCP_NODELAY, a wildcard for packet info, UNIX or not). */
+static int adopt(sk_server *s, const sk_bind_options *opts) {
+  sk_addr a;
+  int fd = sk__activate_take(&s->adopt, s->ops->name, s->ops->socktype, opts, &a);
+  if (fd < 0)
+    return fd;
+  s->fds[0] = fd;
+  s->adopted = true;
+  s->addr = a;
+  memcpy(&s->bound, &a.ss, sizeof s->bound);
+  s->bound_len = a.len;
+  return s->ops->bound(s, fd, 0);
+}
+
+/* One socket per I/O thread on one port, or one for a UNIX path. */
+static int bind_set(sk_server *s, const sk_bind_options *opts) {
+  for (int i = 0; i < s->nfds; i++) {
+    sk_addr a = s->addr;
+    if (i > 0) {
+      /* With port 0 the first socket picked the port: the others take it.
+       * Still the wildcard form: dual-stack (IPV6_V6ONLY off) on every
+       * socket, whatever net.ipv6.bindv6only says. */
+      a.ss = s->bound;
+      a.len = s->bound_len;
+    }
+    int fd = sk__bind_socket(&a, s->ops->socktype, opts);
+    if (fd < 0)
+      return fd;
+    s->fds[i] = fd;
+    if (i == 0) {
+      s->addr = a; /* keeps an IPv4 fallback of the wildcard form */
+      s->unlink_path = sk__unix_file_record(&a, &s->unix_file);
+      s->bound_len = sizeof s->bound;
+      if (getsockname(fd, (struct sockaddr *)&s->bound, &s->bound_len) != 0)
+        return sk__fail(SK_ESOCKET, errno);
+    }
+    int rc = s->ops->bound(s, fd, i);
+    if (rc != SK_OK)
+      return rc;
+  }
+  return SK_OK;
+}
+
 int sk__server_listen(sk_server *s) {
   if (s->state != SK_SERVER_CREATED || atomic_load(&s->stop_requested))
     return sk__fail(SK_ESTATE, 0);
   int nio = s->io_threads ? (int)s->io_threads : sk__cpu_count();
-  bool unix_socket = s->addr.ss.ss_family == AF_UNIX;
-  int nfds = unix_socket ? 1 : nio;
+  bool adopting = s->adopt.kind != SK_ADOPT_NONE;
+  bool shared = adopting || s->addr.ss.ss_family == AF_UNIX;
+  int nfds = shared ? 1 : nio;
   s->fds = malloc((size_t)nfds * sizeof *s->fds);
   if (!s->fds)
     return sk__fail(SK_ENOMEM, ENOMEM);
@@ -111,34 +174,9 @@ int sk__server_listen(sk_server *s) {
   sk_bind_options opts = {.reuseport = s->reuseport != 0 || nfds > 1,
                           .rcvbuf = (int)s->rcvbuf,
                           .sndbuf = (int)s->sndbuf};
-  int rc = SK_OK;
-  for (int i = 0; i < nfds; i++) {
-    sk_addr a = s->addr;
-    if (i > 0) {
-      /* With port 0 the first socket picked the port: the others take it.
-       * Still the wildcard form: dual-stack (IPV6_V6ONLY off) on every
-       * socket, whatever net.ipv6.bindv6only says. */
-      a.ss = s->bound;
-      a.len = s->bound_len;
-    }
-    int fd = sk__bind_socket(&a, s->ops->socktype, &opts);
-    if (fd < 0) {
-      rc = fd;
-      goto fail;
-    }
-    s->fds[i] = fd;
-    if (i == 0) {
-      s->addr = a; /* keeps an IPv4 fallback of the wildcard form */
-      s->unlink_path = sk__unix_file_record(&a, &s->unix_file);
-      s->bound_len = sizeof s->bound;
-      if (getsockname(fd, (struct sockaddr *)&s->bound, &s->bound_len) != 0) {
-        rc = sk__fail(SK_ESOCKET, errno);
-        goto fail;
-      }
-    }
-    if ((rc = s->ops->bound(s, fd, i)) != SK_OK)
-      goto fail;
-  }
+  int rc = adopting ? adopt(s, &opts) : bind_set(s, &opts);
+  if (rc != SK_OK)
+    goto fail;
   /* Everything a run needs but its threads is made now, so that a run
    * cannot fail for want of descriptors once listen has succeeded. */
   s->threads = calloc((size_t)s->nio, sizeof *s->threads);
@@ -163,6 +201,9 @@ fail:
     end_run(s);
     sk__fail(rc, os_error);
   }
+  if (s->adopted) /* not ours after all: the caller's, or systemd's */
+    s->fds[0] = -1;
+  s->adopted = false;
   close_listeners(s);
   free(s->fds);
   s->fds = NULL;
@@ -253,7 +294,8 @@ static int spawn(sk_server *s, int first) {
 static void free_server(void *arg) {
   sk_server *s = arg;
   if (s->threads)
-    end_run(s); /* left to the stragglers that have now ended */
+    end_run(s);       /* left to the stragglers that have now ended */
+  s->adopted = false; /* an adopted socket closes now, and only now */
   close_listeners(s);
   free(s->fds);
   sk__close(s->stopfd);

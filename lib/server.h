@@ -63,6 +63,9 @@ typedef struct sk_server_thread {
 struct sk_server {
   const sk_server_ops *ops;
   sk_addr addr; /* as parsed; the wildcard form may fall back to IPv4 at listen */
+  /* "fd:N" or "systemd[:NAME]": the socket is adopted at listen, not
+   * bound (activate.c), and addr becomes its address. */
+  sk_adopt adopt;
   sk_service service;
   void *user;
   sk_reply_free reply_free;
@@ -86,6 +89,9 @@ struct sk_server {
   int nio; /* I/O threads; fixed at listen */
   struct sockaddr_storage bound;
   socklen_t bound_len;
+  /* fds[0] is an adopted socket: the whole set, shared by every I/O
+   * thread; never unlinked, and closed only when the server is freed. */
+  bool adopted;
   bool unlink_path;       /* we created a UNIX socket file: removed at destroy */
   sk_unix_file unix_file; /* the file unlink_path removes */
 

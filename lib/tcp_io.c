@@ -22,9 +22,10 @@
 int sk__tcp_io_init(sk_tcp_io *io, sk_tcp_server *srv, int index) {
   io->srv = srv;
   io->index = index;
-  /* One listener each, or one shared by all (UNIX). */
+  /* One listener each, or one shared by all (UNIX, adopted). An adopted
+   * one stays open until the server is freed, even with one loop. */
   io->listen_fd = srv->core.fds[index % srv->core.nfds];
-  io->owns_listener = srv->core.nfds == srv->core.nio;
+  io->owns_listener = srv->core.nfds == srv->core.nio && !srv->core.adopted;
   io->reserve_fd = -1;
   sk__conn_table_init(&io->conns);
   io->conns.lists[SK_LIST_IDLE].timeout_ms = (uint32_t)srv->idle_timeout_ms;

@@ -16,9 +16,9 @@
 
 /* Parse text placed right against an unmapped page (as picohttpparser's
  * tests do), so reading one byte past its NUL crashes the test at once. */
-static int guarded_parse(sk_addr *out, const char *text) {
+static int guarded(sk_addr *out, sk_adopt *adopt, const char *text) {
   if (text == NULL)
-    return sk__addr_parse(out, NULL);
+    return adopt ? sk__addr_parse_adopt(adopt, NULL) : sk__addr_parse(out, NULL);
   long page = sysconf(_SC_PAGESIZE);
   size_t n = strlen(text) + 1;
   ck_assert_uint_le(n, (size_t)page);
@@ -28,14 +28,18 @@ static int guarded_parse(sk_addr *out, const char *text) {
   ck_assert_int_eq(mprotect(mem + page, (size_t)page, PROT_NONE), 0);
   char *copy = mem + page - n;
   memcpy(copy, text, n);
-  int rc = sk__addr_parse(out, copy);
+  int rc = adopt ? sk__addr_parse_adopt(adopt, copy) : sk__addr_parse(out, copy);
   munmap(mem, 2 * (size_t)page);
   return rc;
 }
 
+static int guarded_parse(sk_addr *out, const char *text) {
+  return guarded(out, NULL, text);
+}
+
 /* A string of n copies of c after a prefix, in a static buffer. */
 static const char *repeat(const char *prefix, char c, size_t n) {
-  static char buf[256];
+  static char buf[512];
   size_t p = strlen(prefix);
   ck_assert_uint_lt(p + n, sizeof buf);
   memcpy(buf, prefix, p);
@@ -383,6 +387,51 @@ START_TEST(port) {
 }
 END_TEST
 
+/* ---- sockets to adopt: "fd:N", "systemd", "systemd:NAME" ---- */
+
+START_TEST(parse_adopt) {
+  sk_adopt a;
+  ck_assert_int_eq(guarded(NULL, &a, "fd:0"), 0);
+  ck_assert_int_eq(a.kind, SK_ADOPT_FD);
+  ck_assert_int_eq(a.fd, 0);
+  ck_assert_int_eq(guarded(NULL, &a, "fd:2147483647"), 0);
+  ck_assert_int_eq(a.fd, 2147483647);
+  ck_assert_int_eq(guarded(NULL, &a, "fd:0042"), 0);
+  ck_assert_int_eq(a.fd, 42);
+  ck_assert_int_eq(guarded(NULL, &a, "systemd"), 0);
+  ck_assert_int_eq(a.kind, SK_ADOPT_SYSTEMD);
+  ck_assert_str_eq(a.name, "");
+  ck_assert_int_eq(guarded(NULL, &a, "systemd:web api"), 0);
+  ck_assert_str_eq(a.name, "web api");
+  ck_assert_int_eq(guarded(NULL, &a, repeat("systemd:", 'n', 255)), 0);
+  ck_assert_uint_eq(strlen(a.name), 255);
+  /* Only servers adopt: for the address parser these are no addresses. */
+  sk_addr addr;
+  ck_assert_int_eq(guarded_parse(&addr, "fd:3"), SK_EADDR);
+  ck_assert_int_eq(guarded_parse(&addr, "systemd"), SK_EADDR);
+  ck_assert(sk__addr_is_adopt_text("fd:"));
+  ck_assert(sk__addr_is_adopt_text("systemd:x"));
+  ck_assert(!sk__addr_is_adopt_text("systemdx"));
+  ck_assert(!sk__addr_is_adopt_text("unix:/fd:3"));
+}
+END_TEST
+
+static const char *const adopt_rejects[] = {
+    NULL,       "fd:",         "fd:-1",      "fd:3x",         "fd: 3",
+    "fd:+3",    "fd:0x10",     "fd:3 ",      "fd:2147483648", "fd:99999999999999999999",
+    "systemd:", "systemd:a:b", "systemd:\t", "systemd:\x7f",  "systemd:\xc3\xa9",
+    "unix:/x",
+};
+
+START_TEST(rejected_adopt) {
+  sk_adopt a;
+  memset(&a, 0x55, sizeof a);
+  ck_assert_int_eq(guarded(NULL, &a, adopt_rejects[_i]), SK_EADDR);
+  ck_assert_int_eq(a.kind, SK_ADOPT_NONE); /* zeroed */
+  ck_assert_int_eq(guarded(NULL, &a, repeat("systemd:", 'n', 256)), SK_EADDR);
+}
+END_TEST
+
 #define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
 
 static Suite *addr_suite(void) {
@@ -404,6 +453,8 @@ static Suite *addr_suite(void) {
   tcase_add_loop_test(tc, format_buffer_too_small, 0, COUNT(tight));
   tcase_add_test(tc, misaligned);
   tcase_add_test(tc, port);
+  tcase_add_test(tc, parse_adopt);
+  tcase_add_loop_test(tc, rejected_adopt, 0, COUNT(adopt_rejects));
   suite_add_tcase(s, tc);
   return s;
 }

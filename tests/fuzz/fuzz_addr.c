@@ -56,6 +56,19 @@ static void text_round_trip(const uint8_t *data, size_t size) {
     static const sk_addr zero;
     CHECK(memcmp(&a, &zero, sizeof a) == 0);
   }
+  /* The forms of a socket to adopt: a digit string within int, or a name
+   * of printable characters without ':'. */
+  sk_adopt adopt;
+  rc = sk__addr_parse_adopt(&adopt, text);
+  CHECK(rc == 0 || rc == SK_EADDR);
+  CHECK(rc != 0 || sk__addr_is_adopt_text(text));
+  if (rc == 0 && adopt.kind == SK_ADOPT_FD)
+    CHECK(adopt.fd >= 0 && strspn(text + 3, "0123456789") == strlen(text + 3));
+  else if (rc == 0)
+    CHECK(adopt.kind == SK_ADOPT_SYSTEMD && strlen(adopt.name) <= SK__ADOPT_NAME_MAX &&
+          !strchr(adopt.name, ':'));
+  else
+    CHECK(adopt.kind == SK_ADOPT_NONE);
   free(text);
 }
 
