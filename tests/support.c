@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -466,6 +468,150 @@ int sk_test_proc_stop(sk_test_proc *p, int timeout_ms) {
     struct timespec pause = {0, 2 * 1000 * 1000};
     nanosleep(&pause, NULL);
   }
+}
+
+/* ---- other programs ------------------------------------------------------ */
+
+pid_t sk_test_spawn(const char *const *argv, int *out, const char *log) {
+  int p[2] = {-1, -1};
+  if (out && pipe2(p, O_CLOEXEC) != 0)
+    return -1;
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* Dies with the test: Check's failed assertions end the test process
+     * at once, before any cleanup of its own could run. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+      _exit(126);
+    setpgid(0, 0);
+    int in = open("/dev/null", O_RDONLY);
+    int err = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0600) : open("/dev/null", O_WRONLY);
+    int o = out ? p[1] : open("/dev/null", O_WRONLY);
+    if (in < 0 || err < 0 || o < 0 || dup2(in, 0) < 0 || dup2(o, 1) < 0 || dup2(err, 2) < 0)
+      _exit(125);
+    /* The signals a test blocks or ignores are not the program's. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  if (pid > 0)
+    setpgid(pid, pid); /* also here, so that it holds once fork returns */
+  if (out) {
+    close(p[1]);
+    if (pid > 0)
+      *out = p[0];
+    else
+      close(p[0]);
+  }
+  return pid;
+}
+
+void sk_test_read_line(int fd, char *line, size_t size, int timeout_ms) {
+  size_t len = 0;
+  long long deadline = now_ms() + timeout_ms;
+  line[0] = '\0';
+  while (!strchr(line, '\n') && len < size - 1) {
+    long long left = deadline - now_ms();
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+      break;
+    ssize_t n = read(fd, line + len, 1); /* a byte at a time: nothing past the line */
+    if (n <= 0)
+      break; /* EOF: the program exited */
+    len += (size_t)n;
+    line[len] = '\0';
+  }
+}
+
+int sk_test_wait_exit(pid_t pid, int timeout_ms) {
+  long long deadline = now_ms() + timeout_ms;
+  for (;;) {
+    int status;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid)
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (r < 0 || now_ms() >= deadline) {
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      waitpid(pid, NULL, 0);
+      return -1;
+    }
+    struct timespec pause = {0, 2 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+  }
+}
+
+int sk_test_children(pid_t pid, pid_t *out, int max) {
+  DIR *d = opendir("/proc");
+  if (!d)
+    return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    char *end;
+    long child = strtol(e->d_name, &end, 10);
+    if (*end != '\0' || child <= 0)
+      continue;
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", child);
+    FILE *f = fopen(path, "r");
+    if (!f)
+      continue; /* gone meanwhile */
+    size_t len = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[len] = '\0';
+    /* "pid (comm) state ppid ...": comm may hold anything, even ')'. */
+    char *close_paren = strrchr(line, ')');
+    char state;
+    long ppid;
+    if (!close_paren || sscanf(close_paren + 1, " %c %ld", &state, &ppid) != 2 || ppid != pid)
+      continue;
+    if (n < max)
+      out[n] = (pid_t)child;
+    n++;
+  }
+  closedir(d);
+  return n;
+}
+
+int sk_test_socket_count(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
+  DIR *d = opendir(path);
+  if (!d)
+    return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    char link[320], target[64];
+    snprintf(link, sizeof link, "%s/%s", path, e->d_name);
+    ssize_t len = readlink(link, target, sizeof target - 1);
+    if (len > 0) {
+      target[len] = '\0';
+      n += strncmp(target, "socket:", 7) == 0;
+    }
+  }
+  closedir(d);
+  return n;
+}
+
+bool sk_test_file_contains(const char *path, const char *text) {
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return false;
+  size_t size = 1 << 16;
+  char *buf = malloc(size);
+  size_t len = buf ? fread(buf, 1, size - 1, f) : 0;
+  fclose(f);
+  if (!buf)
+    return false;
+  buf[len] = '\0';
+  bool found = strstr(buf, text) != NULL;
+  free(buf);
+  return found;
 }
 
 long long sk_test_now_ms(void) {

@@ -127,6 +127,31 @@ int sk_test_proc_start(sk_test_proc *p, sk_tcp_server *srv);
 /* SIGTERM, then wait (bounded). Returns the exit status, or -1. */
 int sk_test_proc_stop(sk_test_proc *p, int timeout_ms);
 
+/* ---- other programs: the examples, proxies ------------------------------ */
+
+/* Run the program argv[0] (a path; argv NULL-terminated) in a process group
+ * of its own, with stdin from /dev/null, stdout into a pipe whose reading
+ * end is returned in *out (NULL: /dev/null) and stderr appended to the file
+ * `log` (NULL: /dev/null). The program is killed (SIGKILL) if this process
+ * dies first, so a failed test leaves nothing running. Returns the pid, or
+ * -1 if fork failed; an exec that fails exits 127. */
+pid_t sk_test_spawn(const char *const *argv, int *out, const char *log);
+/* Read from fd until a newline or EOF, at most size-1 bytes, within
+ * timeout_ms; line is NUL-terminated (empty if nothing came). */
+void sk_test_read_line(int fd, char *line, size_t size, int timeout_ms);
+/* Wait up to timeout_ms for the child pid to end and reap it. Returns its
+ * exit status, 128 + the signal that killed it, or -1 if it was still
+ * running (it and its process group are then killed with SIGKILL and
+ * reaped). */
+int sk_test_wait_exit(pid_t pid, int timeout_ms);
+/* The processes whose parent is `pid` (from /proc/PID/stat), up to max of
+ * them into out; returns how many there are. */
+int sk_test_children(pid_t pid, pid_t *out, int max);
+/* Socket descriptors the process pid holds (/proc/PID/fd), or -1. */
+int sk_test_socket_count(pid_t pid);
+/* True if the whole file `path` contains `text`. */
+bool sk_test_file_contains(const char *path, const char *text);
+
 /* A blocking stream socket connected to `address`, with 10 s send and
  * receive timeouts so no test can hang on it. -1 on failure. */
 int sk_test_tcp_connect(const char *address);

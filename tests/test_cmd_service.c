@@ -99,45 +99,6 @@ static pid_t spawn_server(const char *dir, const char *log, const char *const *a
   return pid;
 }
 
-/* Read one line from fd within timeout_ms: the server's "listening on". */
-static void read_line(int fd, char *line, size_t size, int timeout_ms) {
-  size_t len = 0;
-  line[0] = '\0';
-  long long deadline = sk_test_now_ms() + timeout_ms;
-  while (!strchr(line, '\n') && len < size - 1) {
-    long long left = deadline - sk_test_now_ms();
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-      break;
-    ssize_t n = read(fd, line + len, size - 1 - len);
-    if (n <= 0)
-      break; /* the server exited */
-    len += (size_t)n;
-    line[len] = '\0';
-  }
-}
-
-typedef struct exit_wait {
-  pid_t pid;
-  int status;
-} exit_wait;
-
-static bool exited(void *arg) {
-  exit_wait *w = arg;
-  return waitpid(w->pid, &w->status, WNOHANG) == w->pid;
-}
-
-/* Wait (bounded) for pid to exit; its exit status, or -1. */
-static int wait_exit(pid_t pid) {
-  exit_wait w = {pid, 0};
-  if (!sk_test_wait(exited, &w, WAIT_MS)) {
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-  }
-  return WIFEXITED(w.status) ? WEXITSTATUS(w.status) : -1;
-}
-
 /* Start the server with `policy` as its allow file (NULL: the built-in
  * defaults) and extra arguments; it binds port 0 and we learn its address
  * from the "listening on" line. As root it is told to become nobody. */
@@ -170,7 +131,7 @@ static void start_server(cmd_server *s, const char *policy, const char *const *a
   int out;
   s->pid = spawn_server(s->dir, s->log, argv, &out);
   char line[512];
-  read_line(out, line, sizeof line, WAIT_MS);
+  sk_test_read_line(out, line, sizeof line, WAIT_MS);
   close(out);
   char transport[8], log[1024];
   read_file(s->log, log, sizeof log);
@@ -180,7 +141,7 @@ static void start_server(cmd_server *s, const char *policy, const char *const *a
 
 static void stop_server(cmd_server *s) {
   kill(s->pid, SIGTERM);
-  ck_assert_int_eq(wait_exit(s->pid), 0);
+  ck_assert_int_eq(sk_test_wait_exit(s->pid, WAIT_MS), 0);
   unlink(s->allow);
   unlink(s->log);
   sk_test_rmdir(s->side);
@@ -203,11 +164,11 @@ static int server_exit_status(const char *dir, const char *const *args, char *lo
   int out;
   pid_t pid = spawn_server(dir, path, argv, &out);
   char line[512];
-  read_line(out, line, sizeof line, WAIT_MS);
+  sk_test_read_line(out, line, sizeof line, WAIT_MS);
   close(out);
   if (line[0]) /* it started after all: stop it, and fail below */
     kill(pid, SIGTERM);
-  int status = wait_exit(pid);
+  int status = sk_test_wait_exit(pid, WAIT_MS);
   read_file(path, log, size);
   unlink(path);
   sk_test_rmdir(side);

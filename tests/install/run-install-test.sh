@@ -5,8 +5,9 @@
 # installed tree only, check the example programs (each runs --help from the
 # prefix and has a man1 page whose options are those of its --help) and the
 # man3 pages (one named after each SK_API function of the installed header,
-# sockkit.3, and nothing else), and that the "tools" component installs the
-# programs alone.
+# sockkit.3, and nothing else), the examples' files (the command server's
+# allow file, the echo server's systemd units), and that the "tools"
+# component installs the programs alone.
 #
 # ctest passes the inputs in the environment (see CMakeLists.txt next to this):
 #   SK_BUILD_DIR, SK_CONFIG       the build tree to install and its configuration
@@ -86,6 +87,12 @@ for t in "${tools[@]}"; do
 done
 if [[ " $SK_TOOLS " == *" sk-cmd-server "* ]]; then
   [[ -f $prefix/$SK_DOCDIR/cmd-allow.sample ]] || fail "not installed: $SK_DOCDIR/cmd-allow.sample"
+fi
+if [[ " $SK_TOOLS " == *" sk-echo-server "* ]]; then
+  for f in sk-echo.socket sk-echo.service README.md; do
+    [[ -f $prefix/$SK_DOCDIR/examples/systemd/$f ]] ||
+      fail "not installed: $SK_DOCDIR/examples/systemd/$f"
+  done
 fi
 for program in "$bindir"/*; do
   name=${program##*/}
