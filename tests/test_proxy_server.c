@@ -434,8 +434,8 @@ START_TEST(test_largest_header_then_burst) {
   sk_test_tcp t;
   ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
   static unsigned char msg[8192];
-  unsigned char tlv[4096 - 28];
-  size_t tlv_len = sizeof tlv;
+  unsigned char tlv[4096 - 28 + 1]; /* one byte more for the header that is too long */
+  size_t tlv_len = sizeof tlv - 1;
   memset(tlv, 0, sizeof tlv);
   tlv[0] = 0x04; /* PP2_TYPE_NOOP covering the rest */
   tlv[1] = (unsigned char)((tlv_len - 3) >> 8);
