@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,14 +123,18 @@ static bool in_network(const sk_cidr *c, const uint8_t *addr) {
 bool sk__cidr_match(const sk_cidr *list, size_t count, const struct sockaddr *sa, socklen_t len) {
   if (!sa || len < (socklen_t)sizeof(sa_family_t))
     return false;
+  /* Copied out: a sockaddr need not be aligned for its family's struct. */
+  uint8_t addr[16];
   const uint8_t *v4 = NULL, *v6 = NULL;
   if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
-    v4 = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+    memcpy(addr, (const char *)sa + offsetof(struct sockaddr_in, sin_addr), 4);
+    v4 = addr;
   } else if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
-    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-    v6 = a->s6_addr;
-    if (IN6_IS_ADDR_V4MAPPED(a))
-      v4 = a->s6_addr + 12;
+    memcpy(addr, (const char *)sa + offsetof(struct sockaddr_in6, sin6_addr), 16);
+    v6 = addr;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(addr, mapped, sizeof mapped) == 0)
+      v4 = addr + 12;
   }
   for (size_t i = 0; i < count; i++) {
     const sk_cidr *c = &list[i];
