@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "sockkit.h"
@@ -38,7 +39,11 @@ typedef struct sk_proxy_header {
    * a value present, even empty, starts at 19 or later) and its length. */
   size_t unique_id_at, unique_id_len; /* PP2_TYPE_UNIQUE_ID, at most 128 bytes */
   size_t authority_at, authority_len; /* PP2_TYPE_AUTHORITY */
+  size_t crc32c_at;                   /* PP2_TYPE_CRC32C's 4 bytes, verified */
 } sk_proxy_header;
+
+/* CRC32C (Castagnoli) of buf[0, len), as PP2_TYPE_CRC32C carries it. */
+uint32_t sk__crc32c(const void *buf, size_t len);
 
 /* Decode the PROXY header at the front of buf[0, len), accepting the
  * versions in `allow` (SK__PROXY_V1 | SK__PROXY_V2, at least one).
@@ -59,8 +64,11 @@ typedef struct sk_proxy_header {
  * servers are stream servers; so is an unknown family, with either
  * command), the address block within the announced length, then TLVs,
  * each within it. A UNIQUE_ID longer than 128 bytes, or a second
- * UNIQUE_ID or AUTHORITY, is SK_EPROTO; other types are skipped unread
- * (NOOP, CRC32C, which is not verified, SSL and its sub-TLVs). LOCAL and
+ * UNIQUE_ID or AUTHORITY, is SK_EPROTO; so is a CRC32C that is not 4
+ * bytes, a second one, or one that does not match the header's checksum
+ * (computed with its own value as zero, as the spec says; it is checked
+ * once the whole header is there). Other types are skipped unread (NOOP,
+ * ALPN, SSL and its sub-TLVs, custom ones). LOCAL and
  * UNSPEC give local (no addresses); their TLVs are still walked.
  * A UNIX address, 108 bytes that need not hold a NUL, is copied whole into
  * sun_path; its length is the kernel's for a path (up to and with its NUL),

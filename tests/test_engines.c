@@ -33,7 +33,10 @@ static const char *reply_with_id(const char *request, void *user) {
   const char *client = sk_peer_address(), *proxy = sk_peer_proxy_address();
   /* The proxy is on loopback; a reply naming the proxy as the client
    * would mean the header was not used. */
-  return sk_replyf("%s %s %s via %s", b->id, request, client ? client : "?", proxy ? proxy : "?");
+  size_t len = 0;
+  const char *uid = sk_peer_proxy_unique_id(&len);
+  return sk_replyf("%s %s %s via %s%s%.*s", b->id, request, client ? client : "?",
+                   proxy ? proxy : "?", uid ? " id=" : "", uid ? (int)len : 0, uid ? uid : "");
 }
 
 /* Backend n takes headers of version `proxy` (SK_PROXY_V1, ...) from the
@@ -249,6 +252,7 @@ static void write_haproxy_config(const engine *e, const void *arg) {
                      "  timeout server 10s\n"
                      "frontend fe\n"
                      "  bind 127.0.0.1:%d\n"
+                     "  unique-id-format %%ci_%%cp\n"
                      "  default_backend be\n"
                      "backend be\n"
                      "  balance roundrobin\n"
@@ -372,8 +376,18 @@ static int expect_reply(const char *msg, int nbackends) {
   for (int i = 0; i < nbackends; i++) {
     char want[200];
     int n = snprintf(want, sizeof want, "%s %s %s via 127.0.0.1:", backends[i].id, msg, me);
-    if (strncmp(reply, want, (size_t)n) == 0)
-      return i;
+    if (strncmp(reply, want, (size_t)n) != 0)
+      continue;
+    /* Behind HAProxy, b0 gets the unique id "client-ip_client-port"
+     * (unique-id-format %ci_%cp); no other backend gets one. */
+    char id[64];
+    snprintf(id, sizeof id, " id=127.0.0.1_%s", me + 10);
+    const char *at = strstr(reply, " id=");
+    if (i == 0 && running_engine.name[0] == 'h')
+      ck_assert_msg(at && strcmp(at, id) == 0, "b0's reply '%s' lacks '%s'", reply, id);
+    else
+      ck_assert_msg(!at, "the reply '%s' has a unique id", reply);
+    return i;
   }
   ck_abort_msg("'%s' got the reply '%s' through %s", msg, reply, running_engine.name);
   return -1;
@@ -383,7 +397,10 @@ static int expect_reply(const char *msg, int nbackends) {
 
 /* Two backends behind send-proxy-v2 and one behind send-proxy (v1). */
 static const int haproxy_modes[3] = {SK_PROXY_V2, SK_PROXY_V2, SK_PROXY_V1};
-static const char *const haproxy_suffixes[3] = {" send-proxy-v2", " send-proxy-v2", " send-proxy"};
+/* s0 also sends the connection's unique id and a CRC32C of the header,
+ * which the backend verifies. */
+static const char *const haproxy_suffixes[3] = {" send-proxy-v2 proxy-v2-options crc32c,unique-id",
+                                                " send-proxy-v2", " send-proxy"};
 
 static bool start_three_behind_haproxy(void) {
   int ports[3];

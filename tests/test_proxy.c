@@ -49,7 +49,7 @@ static bool same_header(const sk_proxy_header *a, const sk_proxy_header *b) {
          memcmp(&a->src, &b->src, sizeof a->src) == 0 &&
          memcmp(&a->dst, &b->dst, sizeof a->dst) == 0 && a->unique_id_at == b->unique_id_at &&
          a->unique_id_len == b->unique_id_len && a->authority_at == b->authority_at &&
-         a->authority_len == b->authority_len;
+         a->authority_len == b->authority_len && a->crc32c_at == b->crc32c_at;
 }
 
 /* in[0, n) starts with a valid header of `want` bytes: every shorter prefix
@@ -144,6 +144,28 @@ static void v2_inet(v2buf *o, unsigned char ver_cmd) {
   v2_start(o, ver_cmd, 0x11);
   put(o, "\xc0\x00\x02\x01" /* 192.0.2.1 */ "\xc6\x33\x64\x07" /* 198.51.100.7 */, 8);
   put(o, "\xdc\x04" /* 56324 */ "\x01\xbb" /* 443 */, 4);
+}
+
+/* CRC32C bit by bit, as the spec defines it: the decoder's own, faster
+ * one must agree. */
+static uint32_t crc32c_bitwise(const unsigned char *p, size_t n) {
+  uint32_t c = 0xffffffffu;
+  for (size_t i = 0; i < n; i++) {
+    c ^= p[i];
+    for (int k = 0; k < 8; k++)
+      c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+  }
+  return ~c;
+}
+
+/* Fill the 4 zero bytes of a CRC32C value at `at` with the checksum of
+ * the finished header o->b[0, total). */
+static void seal_crc32c(v2buf *o, size_t at, size_t total) {
+  memset(o->b + at, 0, 4);
+  uint32_t c = crc32c_bitwise(o->b, total);
+  unsigned char be[4] = {(unsigned char)(c >> 24), (unsigned char)(c >> 16),
+                         (unsigned char)(c >> 8), (unsigned char)c};
+  memcpy(o->b + at, be, 4);
 }
 
 /* Deterministic xorshift so that failures reproduce. */
@@ -472,24 +494,75 @@ START_TEST(v2_tlvs) {
   for (size_t i = 0; i < sizeof id; i++)
     id[i] = (char)(i * 7);
   v2_inet(&o, 0x21);
-  tlv(&o, 0x04, "", 0);                           /* NOOP, empty */
-  tlv(&o, 0x01, "h2", 2);                         /* ALPN */
-  tlv(&o, 0x02, "example.com", 11);               /* AUTHORITY */
-  tlv(&o, 0x04, "\0\0\0\0\0", 5);                 /* NOOP padding */
-  tlv(&o, 0x03, "\1\2\3\4", 4);                   /* CRC32C, not verified */
+  tlv(&o, 0x04, "", 0);             /* NOOP, empty */
+  tlv(&o, 0x01, "h2", 2);           /* ALPN */
+  tlv(&o, 0x02, "example.com", 11); /* AUTHORITY */
+  tlv(&o, 0x04, "\0\0\0\0\0", 5);   /* NOOP padding */
+  tlv(&o, 0x03, "\0\0\0\0", 4);     /* CRC32C, sealed below */
+  size_t crc_at = o.n - 4;
   tlv(&o, 0x20, "\x01\0\0\0\0\x21\0\x03TLS", 11); /* SSL with a sub-TLV */
   tlv(&o, 0x05, id, sizeof id);                   /* UNIQUE_ID, 128 bytes: the most allowed */
   tlv(&o, 0xe0, "\x05\x00\x01x", 4);              /* custom type, holding what looks like a TLV */
   v2_finish(&o);
   size_t total = o.n;
+  seal_crc32c(&o, crc_at, total);
   put(&o, "after", 5);
   sk_proxy_header h = accepted(o.b, o.n, BOTH, total);
   ck_assert_int_eq(h.family, AF_INET);
+  ck_assert_uint_eq(h.crc32c_at, crc_at);
   ck_assert_uint_eq(h.authority_len, 11);
   ck_assert_mem_eq(o.b + h.authority_at, "example.com", 11);
   ck_assert_uint_eq(h.unique_id_len, sizeof id);
   ck_assert_mem_eq(o.b + h.unique_id_at, id, sizeof id);
   assert_in4(&h.src, h.src_len, "192.0.2.1", 56324);
+}
+END_TEST
+
+/* A CRC32C present is verified: the check value of the algorithm, a
+ * header sealed with it is taken, and a change to any byte of the header
+ * (the checksum included) refuses it once the header is whole; a CRC32C
+ * of another size, or a second one, is refused too. */
+START_TEST(v2_crc32c) {
+  ck_assert_uint_eq(sk__crc32c("123456789", 9), 0xe3069283u);
+  ck_assert_uint_eq(sk__crc32c("", 0), 0);
+  v2buf o;
+  v2_inet(&o, 0x21);
+  tlv(&o, 0x05, "conn-7", 6);
+  tlv(&o, 0x03, "\0\0\0\0", 4);
+  size_t at = o.n - 4;
+  tlv(&o, 0x04, "pad", 3);
+  v2_finish(&o);
+  size_t total = o.n;
+  seal_crc32c(&o, at, total);
+  put(&o, "GET\n", 4);
+  sk_proxy_header h = accepted(o.b, o.n, BOTH, total);
+  ck_assert_uint_eq(h.crc32c_at, at);
+  ck_assert_uint_eq(h.unique_id_len, 6);
+  sk_proxy_header out;
+  for (size_t i = 16; i < total; i++) { /* past the signature and length, which fail earlier */
+    if (i == at - 3)
+      continue; /* 0x03 becomes 0x02, AUTHORITY: a header without a checksum */
+    v2buf bad = o;
+    bad.b[i] ^= 0x01;
+    int rc = decode(bad.b, total, BOTH, &out);
+    ck_assert_msg(rc == SK_EPROTO, "byte %zu changed: %d, not refused", i, rc);
+  }
+  /* Not 4 bytes, or two of them. */
+  for (size_t len = 0; len <= 8; len++) {
+    if (len == 4)
+      continue;
+    v2_inet(&o, 0x21);
+    tlv(&o, 0x03, "\0\0\0\0\0\0\0\0", len);
+    v2_finish(&o);
+    ck_assert_int_eq(decode(o.b, o.n, BOTH, &out), SK_EPROTO);
+  }
+  v2_inet(&o, 0x21);
+  tlv(&o, 0x03, "\0\0\0\0", 4);
+  size_t first = o.n - 4;
+  tlv(&o, 0x03, "\0\0\0\0", 4);
+  v2_finish(&o);
+  seal_crc32c(&o, first, o.n);
+  ck_assert_int_eq(decode(o.b, o.n, BOTH, &out), SK_EPROTO);
 }
 END_TEST
 
@@ -661,6 +734,7 @@ static Suite *proxy_suite(void) {
   tcase_add_test(tc, v2_unix);
   tcase_add_test(tc, v2_local_and_unspec);
   tcase_add_test(tc, v2_tlvs);
+  tcase_add_test(tc, v2_crc32c);
   tcase_add_test(tc, v2_longest);
   tcase_add_test(tc, v2_bad_signature);
   tcase_add_test(tc, v2_bad_version_command_family);

@@ -47,7 +47,7 @@ static int same_header(const sk_proxy_header *a, const sk_proxy_header *b) {
          memcmp(&a->src, &b->src, sizeof a->src) == 0 &&
          memcmp(&a->dst, &b->dst, sizeof a->dst) == 0 && a->unique_id_at == b->unique_id_at &&
          a->unique_id_len == b->unique_id_len && a->authority_at == b->authority_at &&
-         a->authority_len == b->authority_len;
+         a->authority_len == b->authority_len && a->crc32c_at == b->crc32c_at;
 }
 
 /* A kept TLV lies inside the header, after the fixed part, with its own
