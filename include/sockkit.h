@@ -89,7 +89,10 @@ typedef enum sk_status {
   SK_EMSGSIZE = -13,  /**< A message is larger than the configured maximum. */
   SK_ECLOSED = -14,   /**< The peer closed the connection. */
   SK_EPROTO = -15,    /**< Protocol error: malformed frame or NUL byte in a message. */
-  SK_ESYS = -16       /**< Another system resource failed (epoll, eventfd, thread). */
+  SK_ESYS = -16,      /**< Another system resource failed (epoll, eventfd, thread). */
+  SK_EAGAIN = -17,    /**< The connection's output is over its high-water mark
+                           (::SK_OPT_OUTPUT_HIGH_WATER): try later. @since 1.1 */
+  SK_ENOTSUP = -18    /**< Not available in this model or build. @since 1.1 */
 } sk_status;
 
 /**
@@ -1097,6 +1100,19 @@ SK_API void sk_tcp_server_destroy(sk_tcp_server *srv);
  * Replies: a reply is a NUL-terminated string owned by the client, valid
  * until the next call on that client; copy it (strdup()) to keep it longer.
  *
+ * Binary messages (since 1.1): each request, send and recv call has a twin
+ * ending in `_bytes` that takes and returns a pointer and a length instead
+ * of a C string, with the same options, timeouts, retries, reconnects and
+ * pairing of replies. ::SK_FRAME_LENGTH, ::SK_FRAME_RAW and UDP carry any
+ * bytes, NUL included. ::SK_FRAME_LINE carries any bytes but "\n", NUL
+ * included too (the framing looks for "\n" only); as with the string calls,
+ * a receiver that takes "\r\n" as a line end, as the library does, drops a
+ * "\r" that ends a message. A received message is followed by a NUL that
+ * its length does not count, so a text reply can be used as a string. The
+ * servers of the library pass messages to a service as C strings and so
+ * still refuse a request with a NUL byte (::SK_STAT_DROPS_NUL): the binary
+ * calls are for servers that speak the framing themselves.
+ *
  * A reply is never paired with the wrong request. A TCP client that gives up
  * on a reply closes its connection, so a late reply cannot be read as the
  * next request's; the next call connects again. A UDP client throws away the
@@ -1234,6 +1250,35 @@ SK_API int sk_tcp_client_connect(sk_tcp_client *c, int timeout_ms);
 SK_API int sk_tcp_client_request(sk_tcp_client *c, const char *request, const char **reply);
 
 /**
+ * Send one request of any bytes and wait for its reply: the binary twin of
+ * sk_tcp_client_request(), which it is in every other way (connecting,
+ * timeouts, reconnects, pairing of replies).
+ *
+ * @param c         the client.
+ * @param req       the request's bytes; NULL only when @p len is 0.
+ * @param len       the number of bytes. In ::SK_FRAME_LINE they must not
+ *                  contain "\n" (NUL bytes are fine); in ::SK_FRAME_RAW
+ *                  there must be at least one.
+ * @param reply     receives the reply's bytes, framing removed and followed
+ *                  by a NUL that @p reply_len does not count, owned by the
+ *                  client and valid until the next call on it; NULL on
+ *                  failure. A reply may contain NUL bytes.
+ * @param reply_len receives the reply's length; 0 on failure.
+ * @return ::SK_OK; ::SK_EINVAL for a NULL @p c, @p reply or @p reply_len, a
+ *         NULL @p req with a nonzero @p len, or a request the framing
+ *         cannot carry; ::SK_EMSGSIZE for a request or a reply longer than
+ *         ::SK_OPT_MAX_MESSAGE; ::SK_ETIMEDOUT if the reply did not come in
+ *         time; ::SK_ECLOSED if the server closed or reset the connection
+ *         before the whole reply came; ::SK_EREAD or ::SK_EWRITE for other
+ *         socket errors; any error of sk_tcp_client_connect().
+ * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
+ * @since 1.1
+ */
+SK_API int sk_tcp_client_request_bytes(sk_tcp_client *c, const void *req, size_t len,
+                                       const void **reply, size_t *reply_len);
+
+/**
  * Send one message and do not wait for a reply, for one-way use. Connects
  * first when not connected, as sk_tcp_client_request() does. Waits up to
  * ::SK_OPT_REQUEST_TIMEOUT_MS for the kernel to take the message when the
@@ -1251,6 +1296,26 @@ SK_API int sk_tcp_client_request(sk_tcp_client *c, const char *request, const ch
  * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_client_send(sk_tcp_client *c, const char *message);
+
+/**
+ * Send one message of any bytes and do not wait for a reply: the binary
+ * twin of sk_tcp_client_send().
+ *
+ * @param c   the client.
+ * @param msg the message's bytes, as the request of
+ *            sk_tcp_client_request_bytes(); NULL only when @p len is 0.
+ * @param len the number of bytes.
+ * @return ::SK_OK once the whole message is handed to the kernel;
+ *         ::SK_EINVAL for a NULL @p c, a NULL @p msg with a nonzero @p len,
+ *         or a message the framing cannot carry; ::SK_EMSGSIZE for a
+ *         message longer than ::SK_OPT_MAX_MESSAGE; ::SK_ETIMEDOUT,
+ *         ::SK_ECLOSED, ::SK_EWRITE and the errors of
+ *         sk_tcp_client_connect() as for sk_tcp_client_send().
+ * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
+ * @since 1.1
+ */
+SK_API int sk_tcp_client_send_bytes(sk_tcp_client *c, const void *msg, size_t len);
 
 /**
  * Wait for one message from the server, for one-way use and for the replies
@@ -1274,6 +1339,31 @@ SK_API int sk_tcp_client_send(sk_tcp_client *c, const char *message);
  * @note Not async-signal-safe.
  */
 SK_API int sk_tcp_client_recv(sk_tcp_client *c, const char **message, int timeout_ms);
+
+/**
+ * Wait for one message of any bytes from the server: the binary twin of
+ * sk_tcp_client_recv(), for one-way use and for the replies to
+ * sk_tcp_client_send_bytes().
+ *
+ * @param c          the client.
+ * @param msg        receives the message's bytes, framing removed and
+ *                   followed by a NUL that @p len does not count, owned by
+ *                   the client and valid until the next call on it; NULL on
+ *                   failure. A message may contain NUL bytes.
+ * @param len        receives the message's length; 0 on failure.
+ * @param timeout_ms how long to wait, in milliseconds; 0 takes only a
+ *                   message already received; negative waits without limit.
+ * @return ::SK_OK; ::SK_EINVAL for NULL arguments; ::SK_ESTATE when not
+ *         connected; ::SK_ETIMEDOUT if no whole message came in time (the
+ *         connection stays open); ::SK_ECLOSED, ::SK_EMSGSIZE or ::SK_EREAD
+ *         as for sk_tcp_client_request_bytes(), after which the connection
+ *         is closed.
+ * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
+ * @since 1.1
+ */
+SK_API int sk_tcp_client_recv_bytes(sk_tcp_client *c, const void **msg, size_t *len,
+                                    int timeout_ms);
 
 /**
  * How many connection attempts the last connect took: 1 when the first
@@ -1386,6 +1476,34 @@ SK_API int sk_udp_client_get(const sk_udp_client *c, int option, long long *valu
 SK_API int sk_udp_client_request(sk_udp_client *c, const char *request, const char **reply);
 
 /**
+ * Send one request of any bytes as one datagram and wait for its reply,
+ * sending it again while none comes: the binary twin of
+ * sk_udp_client_request(), which it is in every other way (retransmission,
+ * refusals, lookups, stale and foreign datagrams thrown away).
+ *
+ * @param c         the client.
+ * @param req       the request's bytes, NUL bytes included; NULL only when
+ *                  @p len is 0 (an empty datagram).
+ * @param len       the number of bytes.
+ * @param reply     receives the reply datagram's bytes, followed by a NUL
+ *                  that @p reply_len does not count, owned by the client and
+ *                  valid until the next call on it; NULL on failure. A reply
+ *                  may contain NUL bytes.
+ * @param reply_len receives the reply's length; 0 on failure.
+ * @return ::SK_OK; ::SK_EINVAL for a NULL @p c, @p reply or @p reply_len, or
+ *         a NULL @p req with a nonzero @p len; ::SK_EMSGSIZE for a request
+ *         longer than ::SK_OPT_MAX_MESSAGE, or a reply longer than it (the
+ *         reply was truncated and is dropped); ::SK_ETIMEDOUT,
+ *         ::SK_ECONNECT, ::SK_EADDR, ::SK_ESOCKET, ::SK_EBIND, ::SK_EREAD,
+ *         ::SK_EWRITE and ::SK_ENOMEM as for sk_udp_client_request().
+ * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
+ * @since 1.1
+ */
+SK_API int sk_udp_client_request_bytes(sk_udp_client *c, const void *req, size_t len,
+                                       const void **reply, size_t *reply_len);
+
+/**
  * Send one datagram and do not wait for a reply, for one-way use: no
  * retransmission, and queued datagrams are kept for sk_udp_client_recv().
  *
@@ -1400,6 +1518,25 @@ SK_API int sk_udp_client_request(sk_udp_client *c, const char *request, const ch
  * @note Not async-signal-safe.
  */
 SK_API int sk_udp_client_send(sk_udp_client *c, const char *message);
+
+/**
+ * Send one datagram of any bytes and do not wait for a reply: the binary
+ * twin of sk_udp_client_send().
+ *
+ * @param c   the client.
+ * @param msg the datagram's bytes, NUL bytes included; NULL only when @p len
+ *            is 0 (an empty datagram).
+ * @param len the number of bytes.
+ * @return ::SK_OK once the kernel took the datagram (it may still be lost);
+ *         ::SK_EINVAL for a NULL @p c, or a NULL @p msg with a nonzero
+ *         @p len; ::SK_EMSGSIZE for a message longer than
+ *         ::SK_OPT_MAX_MESSAGE; ::SK_ECONNECT, ::SK_EADDR, ::SK_ESOCKET,
+ *         ::SK_EBIND or ::SK_EWRITE as for sk_udp_client_send().
+ * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
+ * @since 1.1
+ */
+SK_API int sk_udp_client_send_bytes(sk_udp_client *c, const void *msg, size_t len);
 
 /**
  * Wait for one datagram from the server, for one-way use and for the
@@ -1420,6 +1557,31 @@ SK_API int sk_udp_client_send(sk_udp_client *c, const char *message);
  * @note Not async-signal-safe.
  */
 SK_API int sk_udp_client_recv(sk_udp_client *c, const char **message, int timeout_ms);
+
+/**
+ * Wait for one datagram of any bytes from the server: the binary twin of
+ * sk_udp_client_recv(), for one-way use and for the replies to
+ * sk_udp_client_send_bytes().
+ *
+ * @param c          the client.
+ * @param msg        receives the datagram's bytes, followed by a NUL that
+ *                   @p len does not count, owned by the client and valid
+ *                   until the next call on it; NULL on failure. A datagram
+ *                   may contain NUL bytes, or none at all (@p len 0).
+ * @param len        receives the datagram's length; 0 on failure.
+ * @param timeout_ms how long to wait, in milliseconds; 0 takes only a
+ *                   datagram already received; negative waits without limit.
+ * @return ::SK_OK; ::SK_EINVAL for NULL arguments; ::SK_ESTATE before the
+ *         first request or send; ::SK_ETIMEDOUT if nothing came in time;
+ *         ::SK_ECONNECT if the server refused an earlier datagram;
+ *         ::SK_EMSGSIZE for a datagram longer than ::SK_OPT_MAX_MESSAGE
+ *         (dropped); ::SK_EREAD.
+ * @note Not thread-safe with other calls on the same client.
+ * @note Not async-signal-safe.
+ * @since 1.1
+ */
+SK_API int sk_udp_client_recv_bytes(sk_udp_client *c, const void **msg, size_t *len,
+                                    int timeout_ms);
 
 /**
  * How many transmissions the last request took: 1 when the first one was

@@ -71,7 +71,9 @@ static inline int sk__frame_decode_length(const char *buf, size_t len, size_t ma
 
 /* sk__frame_decode for a caller that has searched all of buf[0, len) for a
  * NUL byte and found none: the same results, without scanning each payload
- * again (SK_EPROTO is never returned). */
+ * again (SK_EPROTO is never returned). It is also the decoder of the binary
+ * clients (sk_*_client_*_bytes), for which a NUL is payload like any other
+ * byte: the framings themselves never look at NUL. */
 static inline int sk__frame_decode_nul_free(int framing, const char *buf, size_t len, size_t max,
                                             sk_frame *out) {
   assert(out != NULL);

@@ -23,7 +23,9 @@
   X(SK_EMSGSIZE, "message too large")                                                              \
   X(SK_ECLOSED, "connection closed by peer")                                                       \
   X(SK_EPROTO, "protocol error")                                                                   \
-  X(SK_ESYS, "system resource failure")
+  X(SK_ESYS, "system resource failure")                                                            \
+  X(SK_EAGAIN, "the connection's output is over its high-water mark: try later")                   \
+  X(SK_ENOTSUP, "not available in this model or build")
 
 static _Thread_local int last_os_error;
 

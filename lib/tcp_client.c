@@ -1,5 +1,7 @@
 /* tcp_client.c -- TCP client: connect with retries and back-off, framed
- * requests, and replies that are never paired with the wrong request. */
+ * requests, and replies that are never paired with the wrong request. The
+ * string calls and their binary twins (*_bytes) share one path: they differ
+ * only in how a message's length is known and whether a NUL is refused. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,8 +26,8 @@ struct sk_tcp_client {
   size_t in_len, in_cap;
   char *out; /* the framed message being sent */
   size_t out_cap;
-  char *msg; /* the last message returned, NUL-terminated */
-  size_t msg_cap;
+  char *msg; /* the last message returned, followed by a NUL */
+  size_t msg_len, msg_cap;
 };
 
 /* Make *buf hold at least `need` bytes. 0, or -1 when out of memory. */
@@ -184,7 +186,7 @@ static bool out_of_step(sk_tcp_client *c) {
 static int check_message(const sk_tcp_client *c, const char *m, size_t len) {
   if (len > (size_t)c->base.opts.max_message)
     return sk__fail(SK_EMSGSIZE, 0);
-  if (c->base.opts.framing == SK_FRAME_LINE && memchr(m, '\n', len) != NULL)
+  if (c->base.opts.framing == SK_FRAME_LINE && len > 0 && memchr(m, '\n', len) != NULL)
     return sk__fail(SK_EINVAL, 0); /* it would arrive as two messages */
   if (c->base.opts.framing == SK_FRAME_RAW && len == 0)
     return sk__fail(SK_EINVAL, 0); /* nothing would be sent */
@@ -216,24 +218,27 @@ static int send_message(sk_tcp_client *c, const char *m, size_t len, long long d
   return SK_OK;
 }
 
-/* Copy the decoded message out as a C string and drop it from the input. */
+/* Copy the decoded message out, NUL-terminated, and drop it from the input. */
 static int take(sk_tcp_client *c, const sk_frame *f) {
   if (reserve(&c->msg, &c->msg_cap, f->length + 1) != 0)
     return sk__fail(SK_ENOMEM, ENOMEM);
   memcpy(c->msg, c->in + f->offset, f->length);
   c->msg[f->length] = '\0';
+  c->msg_len = f->length;
   c->in_len -= f->consumed;
   memmove(c->in, c->in + f->consumed, c->in_len);
   return SK_OK;
 }
 
-/* Read until one whole message has arrived or `deadline` passes. */
-static int recv_message(sk_tcp_client *c, long long deadline) {
+/* Read until one whole message has arrived or `deadline` passes. A `text`
+ * message, one for the string calls, must not contain a NUL (SK_EPROTO). */
+static int recv_message(sk_tcp_client *c, long long deadline, bool text) {
   int framing = (int)c->base.opts.framing;
   size_t max = (size_t)c->base.opts.max_message;
   for (;;) {
     sk_frame f;
-    int r = sk__frame_decode(framing, c->in, c->in_len, max, &f);
+    int r = text ? sk__frame_decode(framing, c->in, c->in_len, max, &f)
+                 : sk__frame_decode_nul_free(framing, c->in, c->in_len, max, &f);
     if (r == 1)
       return take(c, &f);
     if (r < 0)
@@ -285,13 +290,10 @@ int sk_tcp_client_connect(sk_tcp_client *c, int timeout_ms) {
   return connect_retrying(c, timeout_ms);
 }
 
-int sk_tcp_client_request(sk_tcp_client *c, const char *request, const char **reply) {
-  if (reply)
-    *reply = NULL;
-  if (!c || !request || !reply)
-    return sk__fail(SK_EINVAL, 0);
-  size_t len = strlen(request);
-  int rc = check_message(c, request, len);
+/* The worker of both request calls: arguments checked, `len` bytes at m. */
+static int exchange(sk_tcp_client *c, const char *m, size_t len, bool text, const char **reply,
+                    size_t *reply_len) {
+  int rc = check_message(c, m, len);
   if (rc != SK_OK)
     return rc;
   if (c->base.fd >= 0 && out_of_step(c))
@@ -299,9 +301,10 @@ int sk_tcp_client_request(sk_tcp_client *c, const char *request, const char **re
   if (c->base.fd < 0 && (rc = connect_retrying(c, -1)) != SK_OK)
     return rc;
   long long deadline = sk__clock_ms() + c->base.opts.request_timeout_ms;
-  if ((rc = send_message(c, request, len, deadline)) == SK_OK &&
-      (rc = recv_message(c, deadline)) == SK_OK) {
+  if ((rc = send_message(c, m, len, deadline)) == SK_OK &&
+      (rc = recv_message(c, deadline, text)) == SK_OK) {
     *reply = c->msg;
+    *reply_len = c->msg_len;
     return SK_OK;
   }
   /* Whatever went wrong, a reply may still be on its way: only a new
@@ -310,19 +313,66 @@ int sk_tcp_client_request(sk_tcp_client *c, const char *request, const char **re
   return rc;
 }
 
-int sk_tcp_client_send(sk_tcp_client *c, const char *message) {
-  if (!c || !message)
-    return sk__fail(SK_EINVAL, 0);
-  size_t len = strlen(message);
-  int rc = check_message(c, message, len);
+/* The worker of both send calls. */
+static int send_one_way(sk_tcp_client *c, const char *m, size_t len) {
+  int rc = check_message(c, m, len);
   if (rc != SK_OK)
     return rc;
   if (c->base.fd < 0 && (rc = connect_retrying(c, -1)) != SK_OK)
     return rc;
-  rc = send_message(c, message, len, sk__clock_ms() + c->base.opts.request_timeout_ms);
+  rc = send_message(c, m, len, sk__clock_ms() + c->base.opts.request_timeout_ms);
   if (rc != SK_OK)
     disconnect(c); /* part of a message may have left: the stream is out of step */
   return rc;
+}
+
+/* The worker of both recv calls. */
+static int recv_one_way(sk_tcp_client *c, int timeout_ms, bool text, const char **m, size_t *len) {
+  if (c->base.fd < 0)
+    return sk__fail(SK_ESTATE, 0);
+  int rc = recv_message(c, timeout_ms < 0 ? -1 : sk__clock_ms() + timeout_ms, text);
+  if (rc == SK_OK) {
+    *m = c->msg;
+    *len = c->msg_len;
+  } else if (rc != SK_ETIMEDOUT) { /* a part message stays buffered for the next call */
+    disconnect(c);
+  }
+  return rc;
+}
+
+int sk_tcp_client_request(sk_tcp_client *c, const char *request, const char **reply) {
+  if (reply)
+    *reply = NULL;
+  if (!c || !request || !reply)
+    return sk__fail(SK_EINVAL, 0);
+  size_t reply_len;
+  return exchange(c, request, strlen(request), true, reply, &reply_len);
+}
+
+int sk_tcp_client_request_bytes(sk_tcp_client *c, const void *req, size_t len, const void **reply,
+                                size_t *reply_len) {
+  if (reply)
+    *reply = NULL;
+  if (reply_len)
+    *reply_len = 0;
+  if (!c || (!req && len > 0) || !reply || !reply_len)
+    return sk__fail(SK_EINVAL, 0);
+  const char *r = NULL;
+  int rc = exchange(c, req, len, false, &r, reply_len);
+  *reply = r;
+  return rc;
+}
+
+int sk_tcp_client_send(sk_tcp_client *c, const char *message) {
+  if (!c || !message)
+    return sk__fail(SK_EINVAL, 0);
+  return send_one_way(c, message, strlen(message));
+}
+
+int sk_tcp_client_send_bytes(sk_tcp_client *c, const void *msg, size_t len) {
+  if (!c || (!msg && len > 0))
+    return sk__fail(SK_EINVAL, 0);
+  return send_one_way(c, msg, len);
 }
 
 int sk_tcp_client_recv(sk_tcp_client *c, const char **message, int timeout_ms) {
@@ -330,13 +380,20 @@ int sk_tcp_client_recv(sk_tcp_client *c, const char **message, int timeout_ms) {
     *message = NULL;
   if (!c || !message)
     return sk__fail(SK_EINVAL, 0);
-  if (c->base.fd < 0)
-    return sk__fail(SK_ESTATE, 0);
-  int rc = recv_message(c, timeout_ms < 0 ? -1 : sk__clock_ms() + timeout_ms);
-  if (rc == SK_OK)
-    *message = c->msg;
-  else if (rc != SK_ETIMEDOUT) /* a part message stays buffered for the next call */
-    disconnect(c);
+  size_t len;
+  return recv_one_way(c, timeout_ms, true, message, &len);
+}
+
+int sk_tcp_client_recv_bytes(sk_tcp_client *c, const void **msg, size_t *len, int timeout_ms) {
+  if (msg)
+    *msg = NULL;
+  if (len)
+    *len = 0;
+  if (!c || !msg || !len)
+    return sk__fail(SK_EINVAL, 0);
+  const char *m = NULL;
+  int rc = recv_one_way(c, timeout_ms, false, &m, len);
+  *msg = m;
   return rc;
 }
 

@@ -1,5 +1,6 @@
 /* udp_client.c -- UDP client: one connected socket, requests sent again on
- * a timer, and stale or foreign datagrams kept out of replies. */
+ * a timer, and stale or foreign datagrams kept out of replies. The string
+ * calls and their binary twins (*_bytes) share one path. */
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -24,7 +25,8 @@ struct sk_udp_client {
   size_t refusals;        /* in a row since that lookup or the last reply */
   bool lookup_due;        /* a request failed, or every address refused */
   int attempts;           /* transmissions of the last request */
-  char *buf;              /* the last datagram received, NUL-terminated */
+  char *buf;              /* the last datagram received, followed by a NUL */
+  size_t buf_len;         /* its length, that NUL not counted */
 };
 
 /* Errors that say the server is not there (ICMP port or host unreachable,
@@ -150,8 +152,9 @@ static int drain(sk_udp_client *c) {
   }
 }
 
-/* Wait until `deadline` for one datagram and leave it in buf. */
-static int receive(sk_udp_client *c, long long deadline) {
+/* Wait until `deadline` for one datagram and leave it in buf. A `text`
+ * datagram, one for the string calls, must not contain a NUL (SK_EPROTO). */
+static int receive(sk_udp_client *c, long long deadline, bool text) {
   /* The largest datagram a client accepts (SK_OPT_MAX_MESSAGE's maximum):
    * the buffer has this size once and for all, so it never moves while a
    * request pointing into it (a previous reply) is being sent. */
@@ -168,9 +171,10 @@ static int receive(sk_udp_client *c, long long deadline) {
     if (n >= 0) {
       if ((size_t)n > max)
         return sk__fail(SK_EMSGSIZE, 0);
-      if (memchr(c->buf, '\0', (size_t)n) != NULL)
+      if (text && memchr(c->buf, '\0', (size_t)n) != NULL)
         return sk__fail(SK_EPROTO, 0);
       c->buf[n] = '\0';
+      c->buf_len = (size_t)n;
       c->refusals = 0;
       return SK_OK;
     }
@@ -185,7 +189,7 @@ static int receive(sk_udp_client *c, long long deadline) {
  * attempts or the time run out. After a refusal the next address is tried
  * at once; once every address has refused in turn, the next transmission
  * waits for its time. */
-static int exchange(sk_udp_client *c, const char *m, size_t len) {
+static int exchange(sk_udp_client *c, const char *m, size_t len, bool text) {
   int rc;
   if (c->base.fd >= 0 && (rc = drain(c)) != SK_OK)
     return rc;
@@ -205,7 +209,7 @@ static int exchange(sk_udp_client *c, const char *m, size_t len) {
     }
     if (r != SK_ECONNECT && c->base.fd >= 0) {
       long long until = c->attempts < c->base.opts.attempts && next < deadline ? next : deadline;
-      if ((r = receive(c, until)) == SK_OK)
+      if ((r = receive(c, until, text)) == SK_OK)
         return SK_OK;
       if (r != SK_ETIMEDOUT && r != SK_ECONNECT)
         return r;
@@ -243,32 +247,70 @@ int sk_udp_client_get(const sk_udp_client *c, int option, long long *value) {
   return sk__client_opt_get(&c->base.opts, SK_CLIENT_UDP, option, value);
 }
 
+/* The worker of both request calls: arguments checked, `len` bytes at m. */
+static int ask(sk_udp_client *c, const char *m, size_t len, bool text) {
+  if (len > (size_t)c->base.opts.max_message)
+    return sk__fail(SK_EMSGSIZE, 0);
+  int rc = exchange(c, m, len, text);
+  if (rc == SK_ETIMEDOUT || rc == SK_ECONNECT)
+    c->lookup_due = true; /* the server may have moved: look again next time */
+  return rc;
+}
+
+/* The worker of both send calls. */
+static int send_one_way(sk_udp_client *c, const char *m, size_t len) {
+  if (len > (size_t)c->base.opts.max_message)
+    return sk__fail(SK_EMSGSIZE, 0);
+  int rc = transmit(c, m, len);
+  if (rc == SK_ECONNECT)
+    refused(c);
+  return rc;
+}
+
+/* The worker of both recv calls. */
+static int recv_one_way(sk_udp_client *c, int timeout_ms, bool text) {
+  if (c->base.fd < 0)
+    return sk__fail(SK_ESTATE, 0);
+  return receive(c, timeout_ms < 0 ? -1 : sk__clock_ms() + timeout_ms, text);
+}
+
 int sk_udp_client_request(sk_udp_client *c, const char *request, const char **reply) {
   if (reply)
     *reply = NULL;
   if (!c || !request || !reply)
     return sk__fail(SK_EINVAL, 0);
-  size_t len = strlen(request);
-  if (len > (size_t)c->base.opts.max_message)
-    return sk__fail(SK_EMSGSIZE, 0);
-  int rc = exchange(c, request, len);
+  int rc = ask(c, request, strlen(request), true);
   if (rc == SK_OK)
     *reply = c->buf;
-  else if (rc == SK_ETIMEDOUT || rc == SK_ECONNECT)
-    c->lookup_due = true; /* the server may have moved: look again next time */
+  return rc;
+}
+
+int sk_udp_client_request_bytes(sk_udp_client *c, const void *req, size_t len, const void **reply,
+                                size_t *reply_len) {
+  if (reply)
+    *reply = NULL;
+  if (reply_len)
+    *reply_len = 0;
+  if (!c || (!req && len > 0) || !reply || !reply_len)
+    return sk__fail(SK_EINVAL, 0);
+  int rc = ask(c, req, len, false);
+  if (rc == SK_OK) {
+    *reply = c->buf;
+    *reply_len = c->buf_len;
+  }
   return rc;
 }
 
 int sk_udp_client_send(sk_udp_client *c, const char *message) {
   if (!c || !message)
     return sk__fail(SK_EINVAL, 0);
-  size_t len = strlen(message);
-  if (len > (size_t)c->base.opts.max_message)
-    return sk__fail(SK_EMSGSIZE, 0);
-  int rc = transmit(c, message, len);
-  if (rc == SK_ECONNECT)
-    refused(c);
-  return rc;
+  return send_one_way(c, message, strlen(message));
+}
+
+int sk_udp_client_send_bytes(sk_udp_client *c, const void *msg, size_t len) {
+  if (!c || (!msg && len > 0))
+    return sk__fail(SK_EINVAL, 0);
+  return send_one_way(c, msg, len);
 }
 
 int sk_udp_client_recv(sk_udp_client *c, const char **message, int timeout_ms) {
@@ -276,11 +318,24 @@ int sk_udp_client_recv(sk_udp_client *c, const char **message, int timeout_ms) {
     *message = NULL;
   if (!c || !message)
     return sk__fail(SK_EINVAL, 0);
-  if (c->base.fd < 0)
-    return sk__fail(SK_ESTATE, 0);
-  int rc = receive(c, timeout_ms < 0 ? -1 : sk__clock_ms() + timeout_ms);
+  int rc = recv_one_way(c, timeout_ms, true);
   if (rc == SK_OK)
     *message = c->buf;
+  return rc;
+}
+
+int sk_udp_client_recv_bytes(sk_udp_client *c, const void **msg, size_t *len, int timeout_ms) {
+  if (msg)
+    *msg = NULL;
+  if (len)
+    *len = 0;
+  if (!c || !msg || !len)
+    return sk__fail(SK_EINVAL, 0);
+  int rc = recv_one_way(c, timeout_ms, false);
+  if (rc == SK_OK) {
+    *msg = c->buf;
+    *len = c->buf_len;
+  }
   return rc;
 }
 

@@ -25,7 +25,7 @@ static const struct {
     C(SK_ESOCKET, -4),    C(SK_EBIND, -5),     C(SK_ELISTEN, -6),  C(SK_EACCEPT, -7),
     C(SK_ECONNECT, -8),   C(SK_EREAD, -9),     C(SK_EWRITE, -10),  C(SK_ESTATE, -11),
     C(SK_ETIMEDOUT, -12), C(SK_EMSGSIZE, -13), C(SK_ECLOSED, -14), C(SK_EPROTO, -15),
-    C(SK_ESYS, -16),
+    C(SK_ESYS, -16),      C(SK_EAGAIN, -17),   C(SK_ENOTSUP, -18),
 #undef C
 };
 #define NCODES (sizeof codes / sizeof codes[0])

@@ -589,8 +589,10 @@ def generate(args):
     for g in groups:
         for m in g.members:
             for v in m.elem.findall("enumvalue") if m.name == "sk_status" else []:
-                para = v.find("detaileddescription/para")
-                status_docs[v.findtext("name")] = Renderer(refs, set(api)).para(para)
+                # The text alone: a code's @since belongs in sockkit(3), not
+                # in each page's ERRORS.
+                paras = Renderer(refs, set(api)).blocks(v.find("detaileddescription"))[0]
+                status_docs[v.findtext("name")] = paras[0]
     ctx = {"refs": refs, "functions": set(api), "status_docs": status_docs,
            "version": args.version, "date": page_date(args.header)}
 

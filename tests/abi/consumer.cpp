@@ -3,6 +3,7 @@
 // C++ function must work as the service and as a client.
 #include <sockkit.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 
@@ -66,6 +67,15 @@ int tcp_round_trip() {
   }
   if (status == 0)
     std::printf("consumer.cpp: %s answered \"%s\"\n", address, reply);
+  // The binary twin (1.1): a pointer and a length each way.
+  const void *bytes = nullptr;
+  std::size_t len = 0;
+  if (status == 0 && (rc = sk_tcp_client_request_bytes(c, "bytes", 5, &bytes, &len)) != SK_OK)
+    status = failed("the TCP bytes request", rc);
+  if (status == 0 && (len != 6 || std::memcmp(bytes, "bytes!", 6) != 0)) {
+    std::fprintf(stderr, "consumer.cpp: a bytes reply of %zu bytes, expected \"bytes!\"\n", len);
+    status = 1;
+  }
   sk_tcp_client_destroy(c);
   sk_tcp_server_destroy(srv); // stops the server and joins its threads
   return status;
