@@ -207,33 +207,14 @@ bool sk__tcp_proxy_read_blocking(sk_tcp_server *srv, int fd, int stopfd, sk_buf 
   *origin = NULL;
   int64_t deadline = sk__clock_ms() + srv->proxy_timeout_ms;
   for (;;) {
-    int r = sk__wait_fd(fd, POLLIN, stopfd, deadline);
-    if (r == 0) {
-      sk__tcp_proxy_expired(srv, fd);
-      return false;
-    }
-    if (r < 0)
-      return false; /* stopped */
     /* Reads may bring the first messages too: they stay in *in. */
-    char *dst = sk__buf_reserve(in, SK__PROXY_V2_MAX + 1);
-    if (!dst) {
-      sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
-      sk__tcp_warn_conn(srv, fd, "out of memory for its PROXY header; closing");
-      return false;
-    }
-    ssize_t n = read(fd, dst, SK__PROXY_V2_MAX);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-      continue;
-    if (n < 0) {
-      sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
-      return false;
-    }
-    if (n == 0) {
-      if ((*in)->len)
-        sk__tcp_proxy_error(srv, fd, "the stream ended inside its PROXY header; closing");
-      return false;
-    }
-    (*in)->len += (uint32_t)n;
+    ssize_t n = sk__tcp_read_wait(srv, fd, stopfd, deadline, in, SK__PROXY_V2_MAX);
+    if (n == SK_ETIMEDOUT)
+      sk__tcp_proxy_expired(srv, fd);
+    else if (n == 0 && (*in)->len)
+      sk__tcp_proxy_error(srv, fd, "the stream ended inside its PROXY header; closing");
+    if (n <= 0)
+      return false; /* or stopped, or counted */
     sk_proxy_header h;
     int rc = sk__proxy_decode(sk__buf_bytes(*in), (*in)->len, allowed_versions(srv), &h);
     if (rc == 0)
