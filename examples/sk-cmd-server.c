@@ -515,8 +515,13 @@ int main(int argc, char **argv) {
     printf("listening on %s %s (%d commands, root %s, user %s)\n", cfg.udp ? "udp" : "tcp", bound,
            cfg.policy.ncommands, cfg.policy.root, cfg.user ? cfg.user : "unchanged");
     fflush(stdout);
+    /* Under systemd (Type=notify): ready now; nothing happens otherwise. */
+    char state[SK_ADDRSTRLEN + 48];
+    snprintf(state, sizeof state, "READY=1\nSTATUS=listening on %s", bound);
+    (void)sk_notify(state);
     rc = cfg.udp ? sk_udp_server_run(udp_server) : sk_tcp_server_run(tcp_server);
     if (rc == SK_OK || stop_signal) {
+      (void)sk_notify("STOPPING=1");
       status = EXIT_OK;
       fprintf(stderr, "sk-cmd-server: stopped; %lu commands run, %lu requests refused\n",
               atomic_load(&served), atomic_load(&refused));

@@ -1,12 +1,15 @@
 /* test_processes.c -- sk-echo-server --processes N: workers share a port and stop together. */
 #include <check.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "support.h"
@@ -260,6 +263,54 @@ START_TEST(test_unix_address_and_bad_counts_are_usage_errors) {
 }
 END_TEST
 
+/* One datagram into buf (NUL-terminated) within timeout_ms; its length,
+ * or -1 if none came. */
+static ssize_t recv_datagram(int fd, char *buf, size_t size, int timeout_ms) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  if (poll(&p, 1, timeout_ms) != 1)
+    return -1;
+  ssize_t n = recv(fd, buf, size - 1, 0);
+  buf[n > 0 ? n : 0] = '\0';
+  return n;
+}
+
+/* Under systemd (Type=notify) the server says READY=1, with its address,
+ * once it listens and STOPPING=1 when stopped; with --processes the
+ * parent alone speaks, once. Tried with one process and with two. */
+START_TEST(test_notify_ready_and_stopping) {
+  for (int round = 0; round < 2; round++) {
+    char *dir = sk_test_tmpdir();
+    ck_assert_ptr_nonnull(dir);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s/notify", dir);
+    int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(sock, 0);
+    ck_assert_int_eq(bind(sock, (struct sockaddr *)&sun, sizeof sun), 0);
+    ck_assert_int_eq(setenv("NOTIFY_SOCKET", sun.sun_path, 1), 0);
+    const char *one[] = {"--tcp", "127.0.0.1:0", NULL};
+    const char *two[] = {"--tcp", "--processes", "2", "127.0.0.1:0", NULL};
+    echo_server s;
+    start_echo(&s, round ? two : one);
+    unsetenv("NOTIFY_SOCKET");
+    ck_assert_msg(s.address[0], "no listening line");
+    char msg[256], want[256];
+    ck_assert_int_gt(recv_datagram(sock, msg, sizeof msg, WAIT_MS), 0);
+    snprintf(want, sizeof want, "READY=1\nSTATUS=listening on %s", s.address);
+    ck_assert_str_eq(msg, want);
+    ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
+    ck_assert_int_eq(sk_test_wait_exit(s.pid, WAIT_MS), 0);
+    ck_assert_int_gt(recv_datagram(sock, msg, sizeof msg, WAIT_MS), 0);
+    ck_assert_str_eq(msg, "STOPPING=1");
+    /* Everyone has exited: nothing else was sent (no worker spoke). */
+    ck_assert_int_eq(recv_datagram(sock, msg, sizeof msg, 0), -1);
+    close(sock);
+    unlink(sun.sun_path);
+    sk_test_rmdir(dir);
+    remove_echo(&s);
+  }
+}
+END_TEST
+
 static Suite *processes_suite(void) {
   Suite *s = suite_create("processes");
   TCase *tc = tcase_create("processes");
@@ -269,6 +320,7 @@ static Suite *processes_suite(void) {
   tcase_add_test(tc, test_dead_worker_is_reported_and_the_rest_serve);
   tcase_add_test(tc, test_port_taken_fails_with_no_worker_left);
   tcase_add_test(tc, test_unix_address_and_bad_counts_are_usage_errors);
+  tcase_add_test(tc, test_notify_ready_and_stopping);
   suite_add_tcase(s, tc);
   return s;
 }
