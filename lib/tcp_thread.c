@@ -90,6 +90,16 @@ static void thread_accepted(sk_tcp_io *io, int fd, const struct sockaddr_storage
   sk__tcp_count(srv, SK_STAT_CONNECTIONS_REJECTED, 1);
 }
 
+/* Join and free the threads of a finished list (they have ended, or are
+ * about to return). */
+static void join_list(sk_conn_thread *done) {
+  for (sk_conn_thread *next; done; done = next) {
+    next = done->next;
+    pthread_join(done->id, NULL);
+    free(done);
+  }
+}
+
 /* Join threads that have finished. deadline_ms >= 0: wait for the others
  * until then; those still running after it are cut off from their clients
  * and left to end on their own (stragglers). */
@@ -101,11 +111,7 @@ static void join_threads(sk_tcp_server *srv, int64_t deadline_ms) {
     ts->finished = NULL;
     bool live = ts->live != NULL;
     pthread_mutex_unlock(&ts->lock);
-    for (sk_conn_thread *next; done; done = next) {
-      next = done->next;
-      pthread_join(done->id, NULL);
-      free(done);
-    }
+    join_list(done);
     if (deadline_ms < 0 || !live)
       return;
     if (sk__clock_ms() >= deadline_ms)
@@ -128,7 +134,12 @@ static void join_threads(sk_tcp_server *srv, int64_t deadline_ms) {
     sk__life_hold(&srv->core.life);
     left++;
   }
+  /* Threads that ended since the last look are joined too: nobody looks
+   * again once the run is over. */
+  sk_conn_thread *done = ts->finished;
+  ts->finished = NULL;
   pthread_mutex_unlock(&ts->lock);
+  join_list(done);
   if (left)
     sk__log(SK_LOG_WARN,
             "tcp: %d service call(s) still running after the drain timeout; "
