@@ -122,6 +122,7 @@ static int parse_args(int argc, char **argv, struct options *opts) {
   int c;
   char *end;
   long n;
+  bool framing_set = false;
 
   opts->transport = TRANSPORT_UDP;
   opts->address = "8848";
@@ -140,6 +141,7 @@ static int parse_args(int argc, char **argv, struct options *opts) {
       opts->transport = TRANSPORT_TCP;
       break;
     case 'f':
+      framing_set = true;
       if ((opts->framing = pick(optarg, framings)) < 0) {
         fprintf(stderr, "sk-echo-server: unknown framing '%s'\n", optarg);
         usage(stderr);
@@ -189,6 +191,19 @@ static int parse_args(int argc, char **argv, struct options *opts) {
   }
   if (optind < argc)
     opts->address = argv[optind];
+  /* UDP has no framing (a datagram is a message) and no connections to
+   * give a thread or a process each. */
+  if (opts->transport != TRANSPORT_TCP && framing_set) {
+    fprintf(stderr, "sk-echo-server: --framing is for --tcp (a UDP datagram is one message)\n");
+    usage(stderr);
+    return -1;
+  }
+  if (opts->transport != TRANSPORT_TCP && opts->model > SK_MODEL_WORKER_POOL) {
+    fprintf(stderr, "sk-echo-server: --model %s is for --tcp; UDP takes event or pool\n",
+            opts->model == SK_MODEL_THREAD_PER_CONNECTION ? "thread" : "process");
+    usage(stderr);
+    return -1;
+  }
   if (opts->transport != TRANSPORT_TCP && (opts->proxy != SK_PROXY_OFF || opts->proxy_trusted)) {
     fprintf(stderr, "sk-echo-server: --proxy and --proxy-trusted are for --tcp\n");
     usage(stderr);

@@ -242,7 +242,7 @@ static void expect_usage_error(const char *const *args, const char *message) {
   remove_echo(&s);
 }
 
-START_TEST(test_unix_address_and_bad_counts_are_usage_errors) {
+START_TEST(test_usage_errors) {
   char *dir = sk_test_tmpdir();
   ck_assert_ptr_nonnull(dir);
   char address[320], path[300];
@@ -259,6 +259,17 @@ START_TEST(test_unix_address_and_bad_counts_are_usage_errors) {
     expect_usage_error(
         (const char *const[]){"--tcp", "--processes", counts[i], "127.0.0.1:0", NULL},
         "--processes takes a number from 1 to 256");
+  /* Options that a UDP server would ignore, or systemd sockets shared. */
+  expect_usage_error((const char *const[]){"--udp", "--framing", "length", "127.0.0.1:0", NULL},
+                     "--framing is for --tcp");
+  expect_usage_error((const char *const[]){"--model", "thread", "--udp", "127.0.0.1:0", NULL},
+                     "--model thread is for --tcp");
+  expect_usage_error((const char *const[]){"--udp", "--proxy", "v2", "127.0.0.1:0", NULL},
+                     "--proxy and --proxy-trusted are for --tcp");
+  expect_usage_error((const char *const[]){"--tcp", "--proxy-trusted", "::1", "127.0.0.1:0", NULL},
+                     "--proxy-trusted needs --proxy");
+  expect_usage_error((const char *const[]){"--tcp", "--processes", "2", "systemd", NULL},
+                     "names one that is already open");
   sk_test_rmdir(dir);
 }
 END_TEST
@@ -319,7 +330,7 @@ static Suite *processes_suite(void) {
   tcase_add_test(tc, test_udp_workers_share_the_port);
   tcase_add_test(tc, test_dead_worker_is_reported_and_the_rest_serve);
   tcase_add_test(tc, test_port_taken_fails_with_no_worker_left);
-  tcase_add_test(tc, test_unix_address_and_bad_counts_are_usage_errors);
+  tcase_add_test(tc, test_usage_errors);
   tcase_add_test(tc, test_notify_ready_and_stopping);
   suite_add_tcase(s, tc);
   return s;
