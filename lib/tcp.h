@@ -323,12 +323,11 @@ static inline const sk_origin *sk__tcp_origin(const sk_tcp_io *io, int fd) {
 /* Connection fd is closing: free its origin. */
 void sk__tcp_proxy_forget(sk_tcp_io *io, int fd);
 void sk__tcp_proxy_free(sk_tcp_io *io);
-/* Read connection fd's header on its own thread, within the timeout, into
- * *in (the bytes after it stay there); *origin receives the client it
- * names (malloc'd) or NULL. False if the connection must end (counted and
- * logged, or stopped). */
-bool sk__tcp_proxy_read_blocking(sk_tcp_server *srv, int fd, int stopfd, sk_buf **in,
-                                 sk_origin **origin);
+/* Read connection fd's header on its own thread, within the timeout, and
+ * no byte after it; *origin receives the client it names (malloc'd) or
+ * NULL. False if the connection must end (counted and logged, or
+ * stopped). */
+bool sk__tcp_proxy_read_blocking(sk_tcp_server *srv, int fd, int stopfd, sk_origin **origin);
 
 /* tcp_blocking.c */
 /* Serve one connection to the end on the calling thread (thread and

@@ -97,18 +97,15 @@ void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd, bool count_f
   sk_tally tally = {0};
   sk_origin *origin = NULL;
   if (srv->proxy_protocol) {
-    /* Behind a proxy the first bytes are its header; what follows it in
-     * the same reads is served before the socket is waited on again. */
-    if (!sk__tcp_proxy_read_blocking(srv, fd, stopfd, &in, &origin))
+    /* Behind a proxy the first bytes are its header, and only those. */
+    if (!sk__tcp_proxy_read_blocking(srv, fd, stopfd, &origin))
       goto done;
     sk__peer_set_origin(&peer, origin);
   }
   int64_t idle_deadline = srv->idle_timeout_ms ? sk__clock_ms() + srv->idle_timeout_ms : -1;
-  bool held = in != NULL; /* input to serve before reading more */
   for (;;) {
-    if (!held && !read_more(srv, fd, stopfd, chunk, &in, idle_deadline))
+    if (!read_more(srv, fd, stopfd, chunk, &in, idle_deadline))
       break;
-    held = false;
     int rc;
     do {
       /* At most one reply past the high-water mark is queued; it is sent

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "proxy.h"
@@ -202,35 +203,55 @@ void sk__tcp_proxy_expired(sk_tcp_server *srv, int fd) {
   sk__tcp_proxy_error(srv, fd, what);
 }
 
-bool sk__tcp_proxy_read_blocking(sk_tcp_server *srv, int fd, int stopfd, sk_buf **in,
-                                 sk_origin **origin) {
+bool sk__tcp_proxy_read_blocking(sk_tcp_server *srv, int fd, int stopfd, sk_origin **origin) {
+  /* Only the header's bytes are taken off the socket: what has come is
+   * peeked at, and read once it is known to be the header's. What follows
+   * the header then reaches the serving loop's own reads exactly as if no
+   * proxy were there (RAW framing, where a read is a message, counts on
+   * it). Bytes of a header not yet whole are all the header's, so they are
+   * read at once, and the wait for more never spins on them. */
+  char buf[SK__PROXY_V2_MAX];
+  size_t have = 0;
   *origin = NULL;
   int64_t deadline = sk__clock_ms() + srv->proxy_timeout_ms;
   for (;;) {
-    /* Reads may bring the first messages too: they stay in *in. */
-    ssize_t n = sk__tcp_read_wait(srv, fd, stopfd, deadline, in, SK__PROXY_V2_MAX);
-    if (n == SK_ETIMEDOUT)
+    int r = sk__wait_fd(fd, POLLIN, stopfd, deadline);
+    if (r == 0)
       sk__tcp_proxy_expired(srv, fd);
-    else if (n == 0 && (*in)->len)
-      sk__tcp_proxy_error(srv, fd, "the stream ended inside its PROXY header; closing");
-    if (n <= 0)
-      return false; /* or stopped, or counted */
-    sk_proxy_header h;
-    int rc = sk__proxy_decode(sk__buf_bytes(*in), (*in)->len, allowed_versions(srv), &h);
-    if (rc == 0)
+    if (r <= 0)
+      return false; /* timed out (counted) or stopped */
+    ssize_t n = recv(fd, buf + have, sizeof buf - have, MSG_PEEK);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
       continue;
+    if (n <= 0) {
+      if (n < 0)
+        sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
+      else if (have)
+        sk__tcp_proxy_error(srv, fd, "the stream ended inside its PROXY header; closing");
+      return false;
+    }
+    sk_proxy_header h;
+    int rc = sk__proxy_decode(buf, have + (size_t)n, allowed_versions(srv), &h);
     if (rc < 0) {
       sk__tcp_proxy_error(srv, fd, decode_error(rc));
       return false;
     }
+    /* The decoder never asks for more than SK__PROXY_V2_MAX bytes. */
+    size_t take = rc == 1 ? h.length - have : (size_t)n;
+    if (recv(fd, buf + have, take, 0) != (ssize_t)take) {
+      sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
+      return false;
+    }
+    have += take;
+    if (rc == 0)
+      continue;
     bool ok;
-    *origin = make_origin(&h, sk__buf_bytes(*in), &ok);
+    *origin = make_origin(&h, buf, &ok);
     if (!ok) {
       sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
       sk__tcp_warn_conn(srv, fd, "out of memory for its PROXY header; closing");
       return false;
     }
-    sk__buf_consume(in, h.length);
     return true;
   }
 }

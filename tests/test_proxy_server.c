@@ -335,6 +335,43 @@ START_TEST(test_tlvs_every_model) {
 }
 END_TEST
 
+/* RAW framing, where each read is a message: the header takes no byte
+ * after it, so a first write of header and 3 KiB is served as reads of
+ * at most SK_OPT_MAX_MESSAGE, as without a proxy, not refused as one
+ * oversized message. Every model. */
+START_TEST(test_raw_after_header_every_model) {
+  const model_config *cfg = &configs[_i];
+  sk_tcp_server *srv = NULL;
+  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, cfg->model), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, cfg->io_threads), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WORKERS, cfg->workers), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_FRAMING, SK_FRAME_RAW), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MAX_MESSAGE, 256), SK_OK);
+  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_PROXY_PROTOCOL, SK_PROXY_V2), SK_OK);
+  running r;
+  run_start(&r, cfg, srv);
+  static unsigned char msg[4096];
+  size_t n = v2_inet(msg, false, "192.0.2.3", 3, "192.0.2.1", 80, NULL, 0);
+  enum { BODY = 3000 };
+  for (size_t i = 0; i < BODY; i++)
+    msg[n + i] = (unsigned char)('a' + i % 26);
+  int fd = sk_test_tcp_connect(r.address);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(sk_test_send_all(fd, msg, n + BODY), 0);
+  static char got[BODY];
+  ck_assert_int_eq(sk_test_read_exact(fd, got, BODY, WAIT_MS), BODY);
+  ck_assert_msg(memcmp(got, msg + n, BODY) == 0, "%s: the echo differs", cfg->name);
+  close(fd);
+  if (r.srv) {
+    uint64_t dropped = 1;
+    ck_assert_int_eq(sk_tcp_server_stat(r.srv, SK_STAT_DROPS_TRUNCATED, &dropped), SK_OK);
+    ck_assert_uint_eq(dropped, 0);
+  }
+  run_stop(&r);
+}
+END_TEST
+
 /* ---- the event loop's details ------------------------------------------- */
 
 /* LOCAL (a proxy's health check) keeps the real addresses, and a header
@@ -681,6 +718,7 @@ static Suite *proxy_server_suite(void) {
   tcase_add_loop_test(models, test_header_timeout_every_model, 0, NCONFIGS);
   tcase_add_loop_test(models, test_untrusted_sender_refused_every_model, 0, NCONFIGS);
   tcase_add_loop_test(models, test_tlvs_every_model, 0, NCONFIGS);
+  tcase_add_loop_test(models, test_raw_after_header_every_model, 0, NCONFIGS);
   suite_add_tcase(s, models);
   TCase *loop = tcase_create("loop");
   tcase_set_timeout(loop, 60);
