@@ -14,10 +14,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proxy.h"
 #include "sockkit.h"
 
-/* Input: byte 0 picks the framing and the concurrency model, byte 1 seeds
- * the split points; the rest is what the client sends. The server runs in
+/* Input: byte 0 picks the framing and the concurrency model (and, from
+ * 240 up, for LINE and LENGTH, a server behind a proxy: the stream must
+ * then begin with a PROXY header, and is answered only after a valid
+ * one), byte 1 seeds the split points; the rest is what the client sends. The server runs in
  * this process for the whole fuzzing session (one per framing and model),
  * on a UNIX stream socket, with a small maximum message size so that the
  * oversize paths are reached. Each input is one connection: the harness
@@ -71,8 +74,8 @@ static const int models[] = {SK_MODEL_EVENT_LOOP, SK_MODEL_WORKER_POOL,
 #define NMODELS 3
 
 static char dir[64];
-static sk_tcp_server *servers[3][NMODELS];
-static char addresses[3][NMODELS][128];
+static sk_tcp_server *servers[3][NMODELS][2];
+static char addresses[3][NMODELS][2][128];
 
 static void quiet(int level, const char *message, void *user) {
   (void)user;
@@ -83,25 +86,29 @@ static void quiet(int level, const char *message, void *user) {
 static void stop_servers(void) {
   for (int f = 0; f < 3; f++)
     for (int m = 0; m < NMODELS; m++)
-      sk_tcp_server_destroy(servers[f][m]);
+      for (int p = 0; p < 2; p++)
+        sk_tcp_server_destroy(servers[f][m][p]);
   rmdir(dir);
 }
 
-static const char *server_for(int framing, int model) {
-  if (!servers[framing][model]) {
+static const char *server_for(int framing, int model, int proxy) {
+  if (!servers[framing][model][proxy]) {
     sk_tcp_server *srv;
-    snprintf(addresses[framing][model], sizeof addresses[0][0], "unix:%s/s%d%d.sock", dir, framing,
-             model);
-    CHECK(sk_tcp_server_create(&srv, addresses[framing][model], service, NULL) == SK_OK);
+    char *address = addresses[framing][model][proxy];
+    snprintf(address, sizeof addresses[0][0][0], "unix:%s/s%d%d%d.sock", dir, framing, model,
+             proxy);
+    CHECK(sk_tcp_server_create(&srv, address, service, NULL) == SK_OK);
+    CHECK(sk_tcp_server_set(srv, SK_OPT_PROXY_PROTOCOL, proxy ? SK_PROXY_ANY : SK_PROXY_OFF) ==
+          SK_OK);
     CHECK(sk_tcp_server_set(srv, SK_OPT_FRAMING, framing) == SK_OK);
     CHECK(sk_tcp_server_set(srv, SK_OPT_MODEL, models[model]) == SK_OK);
     CHECK(sk_tcp_server_set(srv, SK_OPT_WORKERS, 2) == SK_OK);
     CHECK(sk_tcp_server_set(srv, SK_OPT_MAX_MESSAGE, MAX_MESSAGE) == SK_OK);
     CHECK(sk_tcp_server_set(srv, SK_OPT_MAX_INFLIGHT, 2) == SK_OK);
     CHECK(sk_tcp_server_start(srv) == SK_OK);
-    servers[framing][model] = srv;
+    servers[framing][model][proxy] = srv;
   }
-  return addresses[framing][model] + 5;
+  return addresses[framing][model][proxy] + 5;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -255,6 +262,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 2 || size > MAX_INPUT)
     return 0;
   int framing = data[0] % 3, model = data[0] / 3 % NMODELS;
+  int proxy = data[0] >= 240 && framing != SK_FRAME_RAW;
   uint32_t seed = data[1] * 2654435761u + 1;
   const uint8_t *s = data + 2;
   size_t n = size - 2;
@@ -269,8 +277,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
 
   struct sockaddr_un to = {.sun_family = AF_UNIX};
-  snprintf(to.sun_path, sizeof to.sun_path, "%s", server_for(framing, model));
-  sk_tcp_server *srv = servers[framing][model];
+  snprintf(to.sun_path, sizeof to.sun_path, "%s", server_for(framing, model, proxy));
+  sk_tcp_server *srv = servers[framing][model][proxy];
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   CHECK(fd >= 0);
   CHECK(connect(fd, (struct sockaddr *)&to, sizeof to) == 0);
@@ -317,10 +325,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   close(fd);
 
   bytes want = {0};
-  expected(framing, s, n, ends, npieces, &want);
+  if (!proxy) {
+    expected(framing, s, n, ends, npieces, &want);
+  } else {
+    /* Behind a proxy: nothing is answered without a whole valid header,
+     * then the rest is a stream as any other (LINE and LENGTH do not
+     * depend on the split, so `ends` is not needed). */
+    sk_proxy_header h;
+    if (sk__proxy_decode((const char *)s, n, SK__PROXY_V1 | SK__PROXY_V2, &h) == 1)
+      expected(framing, s + h.length, n - h.length, NULL, 0, &want);
+  }
   if (got.len != want.len || (want.len && memcmp(got.data, want.data, want.len) != 0)) {
-    fprintf(stderr, "fuzz_tcp_server: framing %d model %d: got %zu reply bytes, want %zu\n",
-            framing, model, got.len, want.len);
+    fprintf(stderr,
+            "fuzz_tcp_server: framing %d model %d proxy %d: got %zu reply bytes, want %zu\n",
+            framing, model, proxy, got.len, want.len);
     abort();
   }
   free(got.data);
