@@ -2,12 +2,14 @@
  * library servers that take their PROXY protocol headers: the service sees
  * the real client, connections spread, and a backend may stop mid-run. */
 #include <check.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -503,6 +505,27 @@ static Suite *engines_suite(void) {
   return s;
 }
 
+/* nftw's callback: remove what it walks, deepest first. */
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  (void)st;
+  (void)type;
+  (void)ftw;
+  remove(path);
+  return 0;
+}
+
 int main(void) {
-  return sk_test_run(engines_suite());
+  /* Every engine's directory goes under one of the suite's own, removed
+   * at the end whatever the tests did: a forked test that fails ends at
+   * once, before its engine's directory could be cleaned up. */
+  const char *tmp = getenv("TMPDIR");
+  char base[256];
+  snprintf(base, sizeof base, "%s/skengines.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(base) || setenv("TMPDIR", base, 1) != 0) {
+    perror("test_engines: a directory for the engines");
+    return 1;
+  }
+  int rc = sk_test_run(engines_suite());
+  nftw(base, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  return rc;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "proxy.h"
+#include "proxy_equal.h"
 #include "sockkit.h"
 #include "support.h"
 
@@ -43,15 +44,6 @@ static int decode(const void *in, size_t n, int allow, sk_proxy_header *h) {
   return sk__proxy_decode(n > 0 ? buf : NULL, n, allow, h);
 }
 
-static bool same_header(const sk_proxy_header *a, const sk_proxy_header *b) {
-  return a->version == b->version && a->local == b->local && a->family == b->family &&
-         a->src_len == b->src_len && a->dst_len == b->dst_len && a->length == b->length &&
-         memcmp(&a->src, &b->src, sizeof a->src) == 0 &&
-         memcmp(&a->dst, &b->dst, sizeof a->dst) == 0 && a->unique_id_at == b->unique_id_at &&
-         a->unique_id_len == b->unique_id_len && a->authority_at == b->authority_at &&
-         a->authority_len == b->authority_len && a->crc32c_at == b->crc32c_at;
-}
-
 /* in[0, n) starts with a valid header of `want` bytes: every shorter prefix
  * needs more, and the header alone or with what follows decodes the same. */
 static sk_proxy_header accepted(const void *in, size_t n, int allow, size_t want) {
@@ -63,7 +55,7 @@ static sk_proxy_header accepted(const void *in, size_t n, int allow, size_t want
   ck_assert_uint_eq(alone.length, want);
   memset(&h, 0xa5, sizeof h);
   ck_assert_int_eq(decode(in, n, allow, &h), 1);
-  ck_assert(same_header(&h, &alone));
+  ck_assert(sk_test_same_header(&h, &alone));
   return h;
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "../proxy_equal.h"
 #include "proxy.h"
 #include "sockkit.h"
 
@@ -39,15 +40,6 @@ static int decode_exact(const uint8_t *bytes, size_t len, int allow, sk_proxy_he
   CHECK(rc == 1 || rc == 0 || rc == SK_EPROTO || rc == SK_EMSGSIZE);
   free(copy);
   return rc;
-}
-
-static int same_header(const sk_proxy_header *a, const sk_proxy_header *b) {
-  return a->version == b->version && a->local == b->local && a->family == b->family &&
-         a->src_len == b->src_len && a->dst_len == b->dst_len && a->length == b->length &&
-         memcmp(&a->src, &b->src, sizeof a->src) == 0 &&
-         memcmp(&a->dst, &b->dst, sizeof a->dst) == 0 && a->unique_id_at == b->unique_id_at &&
-         a->unique_id_len == b->unique_id_len && a->authority_at == b->authority_at &&
-         a->authority_len == b->authority_len && a->crc32c_at == b->crc32c_at;
 }
 
 /* A kept TLV lies inside the header, after the fixed part, with its own
@@ -180,7 +172,7 @@ static void check_prefix(const uint8_t *s, size_t k, int rc, const sk_proxy_head
   if (rc == 1 && k < h->length)
     CHECK(rk == 0);
   else if (rc == 1)
-    CHECK(rk == 1 && same_header(&p, h));
+    CHECK(rk == 1 && sk_test_same_header(&p, h));
   else if (rc == 0)
     CHECK(rk == 0);
   else
@@ -215,7 +207,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sk_proxy_header m;
     CHECK(decode_exact(more, size + 16, BOTH, &m) == rc);
     if (rc == 1)
-      CHECK(same_header(&m, &h));
+      CHECK(sk_test_same_header(&m, &h));
     free(more);
   }
 
@@ -229,7 +221,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else {
       CHECK(decode_exact(data, size, own, &m) == rc);
       if (rc == 1)
-        CHECK(same_header(&m, &h) && h.version == own);
+        CHECK(sk_test_same_header(&m, &h) && h.version == own);
       CHECK(decode_exact(data, size, BOTH & ~own, &m) == SK_EPROTO);
     }
   }
