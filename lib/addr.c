@@ -45,7 +45,7 @@ static int parse_host(int family, const char *host, size_t n, void *dst) {
   return inet_pton(family, tmp, dst) == 1 ? 0 : SK_EADDR;
 }
 
-static int parse_unix(sk_addr *out, const char *path) {
+int sk__addr_parse_unix(sk_addr *out, const char *path) {
   struct sockaddr_un *sun = (struct sockaddr_un *)&out->ss;
   size_t n = strlen(path);
   sun->sun_family = AF_UNIX;
@@ -72,7 +72,7 @@ static int parse(sk_addr *out, const char *text) {
     return SK_EADDR;
 
   if (sk__addr_is_unix_text(text))
-    return parse_unix(out, text + UNIX_PREFIX_LEN);
+    return sk__addr_parse_unix(out, text + UNIX_PREFIX_LEN);
 
   int rc;
   if (text[0] == '[') {

@@ -26,6 +26,11 @@ typedef struct sk_addr {
  * wildcard set. */
 int sk__addr_parse(sk_addr *out, const char *text);
 
+/* The UNIX part of sk__addr_parse: `path` is what follows "unix:", a path
+ * or "@name" for an abstract socket. Returns 0 or SK_EADDR (empty, or too
+ * long for sun_path); *out must be zeroed. */
+int sk__addr_parse_unix(sk_addr *out, const char *path);
+
 /* Format a socket address as text in the same forms (IPv4-mapped IPv6 is
  * shown as IPv4; an unnamed UNIX address as "unix:"). Returns 0, or SK_EINVAL
  * if the family is unknown or buf is too small. Thread-safe. */

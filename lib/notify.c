@@ -1,51 +1,36 @@
 /* notify.c -- sk_notify: the service manager's readiness protocol (one
  * datagram to $NOTIFY_SOCKET, as sd_notify(3) sends it), without libsystemd. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "internal.h"
 
-#define SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
-
 /* The address NOTIFY_SOCKET names: "/path" (a socket file) or "@name" (an
- * abstract socket). systemd also knows "vsock:CID:PORT", for a manager
- * outside a virtual machine, which a UNIX datagram cannot reach. Returns
- * the address length, or 0 (logged) for a value we cannot use. */
-static socklen_t notify_address(const char *value, struct sockaddr_un *sun) {
-  size_t n = strlen(value);
+ * abstract socket), parsed as the "unix:" addresses of servers are.
+ * systemd also knows "vsock:CID:PORT", for a manager outside a virtual
+ * machine, which a UNIX datagram cannot reach. False (logged) for a value
+ * we cannot use. */
+static bool notify_address(const char *value, sk_addr *a) {
   const char *why = NULL;
-  memset(sun, 0, sizeof *sun);
-  sun->sun_family = AF_UNIX;
-  if (value[0] == '/') {
-    if (n >= SUN_PATH_SIZE)
-      why = "the path is too long for a UNIX socket";
-    else
-      memcpy(sun->sun_path, value, n + 1);
-  } else if (value[0] == '@') {
-    /* Abstract: a NUL, then the name; nothing of it is a terminator. */
-    if (n == 1)
-      why = "the abstract name is empty";
-    else if (n > SUN_PATH_SIZE)
-      why = "the abstract name is too long for a UNIX socket";
-    else
-      memcpy(sun->sun_path + 1, value + 1, n - 1);
+  memset(a, 0, sizeof *a);
+  if (value[0] == '/' || value[0] == '@') {
+    if (sk__addr_parse_unix(a, value) != 0)
+      why = value[0] == '@' && !value[1] ? "the abstract name is empty"
+                                         : "too long for a UNIX socket address";
   } else if (strncmp(value, "vsock:", 6) == 0) {
     why = "AF_VSOCK addresses are not supported";
   } else {
     why = "not an absolute path (\"/...\") or an abstract name (\"@...\")";
   }
-  if (why) {
+  if (why)
     sk__log(SK_LOG_WARN, "sk_notify: NOTIFY_SOCKET=\"%.200s\": %s", value, why);
-    return 0;
-  }
-  if (value[0] == '@')
-    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
-  return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+  return why == NULL;
 }
 
 int sk_notify(const char *state) {
@@ -58,9 +43,8 @@ int sk_notify(const char *state) {
   const char *value = getenv("NOTIFY_SOCKET");
   if (!value || !*value)
     return SK_OK;
-  struct sockaddr_un sun;
-  socklen_t len = notify_address(value, &sun);
-  if (len == 0)
+  sk_addr to;
+  if (!notify_address(value, &to))
     return sk__fail(SK_EADDR, 0);
 
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -72,7 +56,7 @@ int sk_notify(const char *state) {
   size_t size = strlen(state);
   ssize_t n;
   do
-    n = sendto(fd, state, size, MSG_NOSIGNAL, (const struct sockaddr *)&sun, len);
+    n = sendto(fd, state, size, MSG_NOSIGNAL, (const struct sockaddr *)&to.ss, to.len);
   while (n < 0 && errno == EINTR);
   int err = n < 0 ? errno : 0;
   sk__close(fd);
