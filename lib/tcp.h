@@ -251,14 +251,6 @@ extern bool sk__scan_portable;
 /* The client ended its stream: a message begun in *in can never complete.
  * It is counted (SK_STAT_DROPS_INCOMPLETE), logged and freed. */
 void sk__tcp_end_of_stream(sk_tcp_server *srv, int fd, sk_buf **in);
-/* The blocking models' read: wait until `deadline` (-1: none) or stopfd
- * for connection fd's next bytes, and append up to `chunk` of them to *in,
- * which keeps room for one byte more (the NUL after the last message).
- * Returns the bytes read (> 0), 0 at the client's EOF, SK_ETIMEDOUT,
- * SK_ESTATE once stopped, SK_ENOMEM (logged) or SK_EREAD; the last two
- * are counted as a reset. */
-ssize_t sk__tcp_read_wait(sk_tcp_server *srv, int fd, int stopfd, int64_t deadline, sk_buf **in,
-                          size_t chunk);
 /* Count and log what made sk__tcp_serve_all fail (its negative result). */
 void sk__tcp_serve_failed(sk_tcp_server *srv, int fd, int rc);
 void sk__tcp_log_conn(int level, int fd, const char *what);

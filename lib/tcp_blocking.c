@@ -69,20 +69,38 @@ static void linger_close(int fd, int stopfd) {
   }
 }
 
-/* Wait for the next read's bytes and append them to *in. False when the
- * connection ends instead: the idle timeout, a stop, an error, or the
- * client's EOF (every reply owed was sent already). */
+/* Wait for the next read's bytes and append them to *in, which keeps room
+ * for one byte more (the NUL after the last message). False when the
+ * connection ends instead: the idle timeout, a stop (every reply owed was
+ * sent already), an error, or the client's EOF; each counted. */
 static bool read_more(sk_tcp_server *srv, int fd, int stopfd, size_t chunk, sk_buf **in,
                       int64_t idle_deadline) {
-  ssize_t n = sk__tcp_read_wait(srv, fd, stopfd, idle_deadline, in, chunk);
-  if (n > 0)
+  for (;;) {
+    int r = sk__wait_fd(fd, POLLIN, stopfd, idle_deadline);
+    if (r == 0)
+      sk__tcp_count(srv, SK_STAT_CONNECTIONS_TIMED_OUT, 1);
+    if (r <= 0)
+      return false;
+    char *dst = sk__buf_reserve(in, chunk + 1);
+    if (!dst) {
+      sk__log(SK_LOG_ERROR, "tcp: out of memory for a connection's input; closing it");
+      sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
+      return false;
+    }
+    ssize_t n = read(fd, dst, chunk);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+      continue;
+    if (n < 0) {
+      sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
+      return false;
+    }
+    if (n == 0) {
+      sk__tcp_end_of_stream(srv, fd, in); /* the client is done; its replies are out */
+      return false;
+    }
+    (*in)->len += (uint32_t)n;
     return true;
-  if (n == SK_ETIMEDOUT)
-    sk__tcp_count(srv, SK_STAT_CONNECTIONS_TIMED_OUT, 1);
-  else if (n == 0)
-    sk__tcp_end_of_stream(srv, fd, in); /* the client is done; its replies are out */
-  /* Or stopped (every reply owed was sent already), or counted. */
-  return false;
+  }
 }
 
 void sk__tcp_serve_blocking(sk_tcp_server *srv, int fd, int stopfd, bool count_first) {

@@ -1,13 +1,9 @@
 /* tcp_serve.c -- the TCP serving path every model shares: messages of a
- * buffer decoded, served and their replies framed, what bad input logs,
- * and the blocking models' read. */
+ * buffer decoded, served and their replies framed, and what bad input logs. */
 #include <assert.h>
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "frame.h"
 #include "scan.h"
@@ -356,32 +352,6 @@ void sk__tcp_end_of_stream(sk_tcp_server *srv, int fd, sk_buf **in) {
                         : "the stream ended inside a message; dropped");
   free(*in);
   *in = NULL;
-}
-
-ssize_t sk__tcp_read_wait(sk_tcp_server *srv, int fd, int stopfd, int64_t deadline, sk_buf **in,
-                          size_t chunk) {
-  for (;;) {
-    int r = sk__wait_fd(fd, POLLIN, stopfd, deadline);
-    if (r == 0)
-      return SK_ETIMEDOUT;
-    if (r < 0)
-      return SK_ESTATE;
-    char *dst = sk__buf_reserve(in, chunk + 1);
-    if (!dst) {
-      sk__log(SK_LOG_ERROR, "tcp: out of memory for a connection's input; closing it");
-      sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
-      return SK_ENOMEM;
-    }
-    ssize_t n = read(fd, dst, chunk);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-      continue;
-    if (n < 0) {
-      sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
-      return SK_EREAD;
-    }
-    (*in)->len += (uint32_t)n;
-    return n;
-  }
 }
 
 void sk__tcp_serve_failed(sk_tcp_server *srv, int fd, int rc) {
