@@ -35,15 +35,6 @@ typedef struct sk_log_limit {
  * is not logged. */
 int sk__log_limited(sk_log_limit *limit);
 
-/* The request being served, so that sk_peer_address() and
- * sk_peer_sockaddr() can answer. Each serving thread owns one record and
- * binds it once (sk__peer_bind); setting and clearing it around service
- * calls are then plain stores, with no thread-local access per request (in
- * a shared library every thread-local access is a __tls_get_addr call,
- * which bench/profile showed per read). The datagram form copies nothing:
- * the pointer must stay valid until sk__peer_clear(). The stream form
- * records only the descriptor; getpeername() runs lazily, only if the
- * service asks, which keeps the peer address out of per-connection memory. */
 /* Who a connection's PROXY header says its client is (tcp_proxy.c), kept
  * while the connection lives, with the v2 TLVs a service may ask for. */
 typedef struct sk_origin {
@@ -60,6 +51,15 @@ static inline size_t sk__origin_size(const sk_origin *o) {
   return sizeof *o + o->unique_id_len + 1u + o->authority_len + 1u;
 }
 
+/* The request being served, so that sk_peer_address() and
+ * sk_peer_sockaddr() can answer. Each serving thread owns one record and
+ * binds it once (sk__peer_bind); setting and clearing it around service
+ * calls are then plain stores, with no thread-local access per request (in
+ * a shared library every thread-local access is a __tls_get_addr call,
+ * which bench/profile showed per read). The datagram form copies nothing:
+ * the pointer must stay valid until sk__peer_clear(). The stream form
+ * records only the descriptor; getpeername() runs lazily, only if the
+ * service asks, which keeps the peer address out of per-connection memory. */
 typedef struct sk_peer {
   bool active;
   bool have_addr;

@@ -162,11 +162,12 @@ static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len, j
   sk_job_fifo *q = &state(io)->fifos[fd]; /* made at accept */
   *job = (sk_tcp_job){
       .task.run = job_run, .io = io, .fd = fd, .request_len = len, .peer_len = q->peer_len};
-  const sk_origin *o = NULL;
+  memcpy(&job->peer, &q->peer, q->peer_len);
   if (io->srv->proxy_protocol) {
     /* Behind a proxy: the client is the one its header named, if any. */
     job->proxy_len = q->peer_len;
     memcpy(&job->proxy, &q->peer, q->peer_len);
+    const sk_origin *o;
     if ((o = sk__tcp_origin(io, fd)) && o->len) {
       job->peer_len = o->len;
       memcpy(&job->peer, &o->addr, o->len);
@@ -181,8 +182,6 @@ static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len, j
       memcpy(job->origin, o, sk__origin_size(o));
     }
   }
-  if (!o || !o->len)
-    memcpy(&job->peer, &q->peer, q->peer_len);
   memcpy(job->request, payload, len);
   job->request[len] = '\0';
   if (q->tail)

@@ -73,6 +73,12 @@ void sk__tcp_proxy_error(sk_tcp_server *srv, int fd, const char *what) {
   sk__tcp_warn_conn(srv, fd, what);
 }
 
+/* No memory to keep a header or what it said: the connection ends. */
+static void out_of_memory(sk_tcp_server *srv, int fd) {
+  sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
+  sk__tcp_warn_conn(srv, fd, "out of memory for its PROXY header; closing");
+}
+
 static const char *decode_error(int rc) {
   return rc == SK_EMSGSIZE ? "its PROXY header is longer than 4096 bytes; closing"
                            : "it did not begin with a valid PROXY header of an allowed "
@@ -191,8 +197,7 @@ int sk__tcp_proxy_take(sk_tcp_io *io, int fd, sk_conn *c, size_t *nread) {
   return 1;
 
 out_of_memory:
-  sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
-  sk__tcp_warn_conn(srv, fd, "out of memory for its PROXY header; closing");
+  out_of_memory(srv, fd);
   return -1;
 }
 
@@ -248,8 +253,7 @@ bool sk__tcp_proxy_read_blocking(sk_tcp_server *srv, int fd, int stopfd, sk_orig
     bool ok;
     *origin = make_origin(&h, buf, &ok);
     if (!ok) {
-      sk__tcp_count(srv, SK_STAT_CONNECTIONS_RESET, 1);
-      sk__tcp_warn_conn(srv, fd, "out of memory for its PROXY header; closing");
+      out_of_memory(srv, fd);
       return false;
     }
     return true;
