@@ -752,3 +752,32 @@ long long sk_test_heap_bytes(void) {
   struct mallinfo2 m = mallinfo2();
   return (long long)(m.uordblks + m.hblkhd);
 }
+
+sk_tcp_server *sk_test_model_server(const sk_test_model *m, const char *address,
+                                    sk_service service) {
+  sk_tcp_server *srv = NULL;
+  if (sk_tcp_server_create(&srv, address, service, NULL) != SK_OK ||
+      sk_tcp_server_set(srv, SK_OPT_MODEL, m->model) != SK_OK ||
+      sk_tcp_server_set(srv, SK_OPT_IO_THREADS, m->io_threads) != SK_OK ||
+      sk_tcp_server_set(srv, SK_OPT_WORKERS, m->workers) != SK_OK) {
+    fprintf(stderr, "support: cannot make a %s server on %s\n", m->name, address);
+    sk_tcp_server_destroy(srv);
+    return NULL;
+  }
+  return srv;
+}
+
+int sk_test_running_start(sk_test_running *r, sk_tcp_server *srv) {
+  memset(r, 0, sizeof *r);
+  long long model = SK_MODEL_EVENT_LOOP;
+  (void)sk_tcp_server_get(srv, SK_OPT_MODEL, &model);
+  r->forked = model == SK_MODEL_PROCESS_PER_CONNECTION;
+  int rc = r->forked ? sk_test_proc_start(&r->p, srv) : sk_test_tcp_start_server(&r->t, srv);
+  r->address = r->forked ? r->p.address : r->t.address;
+  r->srv = r->forked ? NULL : r->t.srv;
+  return rc;
+}
+
+int sk_test_running_stop(sk_test_running *r, int timeout_ms) {
+  return r->forked ? sk_test_proc_stop(&r->p, timeout_ms) : sk_test_tcp_stop(&r->t, timeout_ms);
+}

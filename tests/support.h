@@ -152,6 +152,37 @@ int sk_test_socket_count(pid_t pid);
 /* True if the whole file `path` contains `text`. */
 bool sk_test_file_contains(const char *path, const char *text);
 
+/* A concurrency model as the model tests run it. */
+typedef struct sk_test_model {
+  const char *name;
+  int model; /* SK_OPT_MODEL */
+  int io_threads;
+  int workers;
+} sk_test_model;
+
+/* A TCP server for `service` on `address` in model m; NULL (and logged)
+ * if it cannot be made. */
+sk_tcp_server *sk_test_model_server(const sk_test_model *m, const char *address,
+                                    sk_service service);
+
+/* A server under test: on a thread of this process, or, for the process
+ * model, in a process of its own (sk_test_proc), whose children must not
+ * inherit the test's client sockets. Its counters can be read only in
+ * the first case: srv is NULL in the second. */
+typedef struct sk_test_running {
+  bool forked;
+  sk_test_tcp t;
+  sk_test_proc p;
+  const char *address;
+  sk_tcp_server *srv;
+} sk_test_running;
+
+/* Start srv (listening if it has not) in the way its SK_OPT_MODEL needs.
+ * SK_OK, or why not (srv is then destroyed). */
+int sk_test_running_start(sk_test_running *r, sk_tcp_server *srv);
+/* Stop and end it within timeout_ms: 0 if it ended cleanly. */
+int sk_test_running_stop(sk_test_running *r, int timeout_ms);
+
 /* A blocking stream socket connected to `address`, with 10 s send and
  * receive timeouts so no test can hang on it. -1 on failure. */
 int sk_test_tcp_connect(const char *address);

@@ -18,12 +18,7 @@
 
 #define WAIT_MS 10000
 
-typedef struct model_config {
-  const char *name;
-  int model;
-  int io_threads;
-  int workers;
-} model_config;
+typedef sk_test_model model_config;
 
 static const model_config configs[] = {
     {"event loop", SK_MODEL_EVENT_LOOP, 1, 0},
@@ -41,45 +36,25 @@ static const char *who(const char *request, void *user) {
   return sk_replyf("%s|%s|%s", request, client ? client : "none", proxy ? proxy : "none");
 }
 
-/* A server under test: on a thread of this process, or, for the process
- * model, in a process of its own (its children must not inherit the test's
- * client sockets). Counters can be read only in the first case. */
-typedef struct running {
-  bool forked;
-  sk_test_tcp t;
-  sk_test_proc p;
-  const char *address;
-  sk_tcp_server *srv; /* NULL when it runs in another process */
-} running;
+typedef sk_test_running running;
 
-static sk_tcp_server *proxy_server(const model_config *cfg, const char *address, int mode) {
-  sk_tcp_server *srv = NULL;
-  ck_assert_int_eq(sk_tcp_server_create(&srv, address, who, NULL), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, cfg->model), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, cfg->io_threads), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WORKERS, cfg->workers), SK_OK);
+/* A server of `service` on `address` in model cfg, taking PROXY headers
+ * of `mode`. */
+static sk_tcp_server *proxy_server(const model_config *cfg, const char *address, sk_service service,
+                                   int mode) {
+  sk_tcp_server *srv = sk_test_model_server(cfg, address, service);
+  ck_assert_ptr_nonnull(srv);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_PROXY_PROTOCOL, mode), SK_OK);
   return srv;
 }
 
 static void run_start(running *r, const model_config *cfg, sk_tcp_server *srv) {
-  r->forked = cfg->model == SK_MODEL_PROCESS_PER_CONNECTION;
-  if (r->forked) {
-    ck_assert_int_eq(sk_test_proc_start(&r->p, srv), SK_OK);
-    r->address = r->p.address;
-    r->srv = NULL;
-  } else {
-    ck_assert_int_eq(sk_test_tcp_start_server(&r->t, srv), SK_OK);
-    r->address = r->t.address;
-    r->srv = r->t.srv;
-  }
+  (void)cfg;
+  ck_assert_int_eq(sk_test_running_start(r, srv), SK_OK);
 }
 
 static void run_stop(running *r) {
-  if (r->forked)
-    ck_assert_int_eq(sk_test_proc_stop(&r->p, WAIT_MS), 0);
-  else
-    ck_assert_int_eq(sk_test_tcp_stop(&r->t, WAIT_MS), SK_OK);
+  ck_assert_int_eq(sk_test_running_stop(r, WAIT_MS), 0);
 }
 
 /* ---- headers ----------------------------------------------------------- */
@@ -145,7 +120,7 @@ static void pause_ms(int ms) {
 START_TEST(test_v2_client_and_proxy_every_model) {
   const model_config *cfg = &configs[_i];
   running r;
-  run_start(&r, cfg, proxy_server(cfg, "127.0.0.1:0", SK_PROXY_V2));
+  run_start(&r, cfg, proxy_server(cfg, "127.0.0.1:0", who, SK_PROXY_V2));
   int fd = sk_test_tcp_connect(r.address);
   ck_assert_int_ge(fd, 0);
   unsigned char msg[256];
@@ -171,7 +146,7 @@ END_TEST
 START_TEST(test_v1_split_every_byte_every_model) {
   const model_config *cfg = &configs[_i];
   running r;
-  run_start(&r, cfg, proxy_server(cfg, "127.0.0.1:0", SK_PROXY_ANY));
+  run_start(&r, cfg, proxy_server(cfg, "127.0.0.1:0", who, SK_PROXY_ANY));
   int fd = sk_test_tcp_connect(r.address);
   ck_assert_int_ge(fd, 0);
   const char *msg = "PROXY TCP6 2001:db8::1 2001:db8::2 65535 443\r\nx\n";
@@ -195,7 +170,7 @@ END_TEST
 START_TEST(test_missing_header_closed_every_model) {
   const model_config *cfg = &configs[_i];
   running r;
-  run_start(&r, cfg, proxy_server(cfg, "127.0.0.1:0", SK_PROXY_ANY));
+  run_start(&r, cfg, proxy_server(cfg, "127.0.0.1:0", who, SK_PROXY_ANY));
   int fd = sk_test_tcp_connect(r.address);
   ck_assert_int_ge(fd, 0);
   ck_assert_int_eq(sk_test_send_all(fd, "hello\n", 6), 0);
@@ -221,7 +196,7 @@ END_TEST
 START_TEST(test_header_timeout_every_model) {
   const model_config *cfg = &configs[_i];
   running r;
-  sk_tcp_server *srv = proxy_server(cfg, "127.0.0.1:0", SK_PROXY_V1);
+  sk_tcp_server *srv = proxy_server(cfg, "127.0.0.1:0", who, SK_PROXY_V1);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_PROXY_TIMEOUT_MS, 200), SK_OK);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IDLE_TIMEOUT_MS, 60000), SK_OK);
   run_start(&r, cfg, srv);
@@ -249,7 +224,7 @@ END_TEST
 START_TEST(test_untrusted_sender_refused_every_model) {
   const model_config *cfg = &configs[_i];
   running r;
-  sk_tcp_server *srv = proxy_server(cfg, "127.0.0.1:0", SK_PROXY_ANY);
+  sk_tcp_server *srv = proxy_server(cfg, "127.0.0.1:0", who, SK_PROXY_ANY);
   ck_assert_int_eq(sk_tcp_server_set_proxy_trusted(srv, "10.0.0.0/8, 2001:db8::/32"), SK_OK);
   run_start(&r, cfg, srv);
   int fd = sk_test_tcp_connect(r.address);
@@ -268,7 +243,7 @@ START_TEST(test_untrusted_sender_refused_every_model) {
   }
   run_stop(&r);
 
-  srv = proxy_server(cfg, "127.0.0.1:0", SK_PROXY_ANY);
+  srv = proxy_server(cfg, "127.0.0.1:0", who, SK_PROXY_ANY);
   ck_assert_int_eq(sk_tcp_server_set_proxy_trusted(srv, "10.0.0.0/8 127.0.0.0/8"), SK_OK);
   run_start(&r, cfg, srv);
   fd = sk_test_tcp_connect(r.address);
@@ -295,12 +270,7 @@ static const char *tlvs(const char *request, void *user) {
 
 START_TEST(test_tlvs_every_model) {
   const model_config *cfg = &configs[_i];
-  sk_tcp_server *srv = NULL;
-  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", tlvs, NULL), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, cfg->model), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, cfg->io_threads), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WORKERS, cfg->workers), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_PROXY_PROTOCOL, SK_PROXY_V2), SK_OK);
+  sk_tcp_server *srv = proxy_server(cfg, "127.0.0.1:0", tlvs, SK_PROXY_V2);
   running r;
   run_start(&r, cfg, srv);
   const unsigned char t[] = {0x04, 0, 2,  'x', 'x',                     /* NOOP, skipped */
@@ -341,14 +311,9 @@ END_TEST
  * oversized message. Every model. */
 START_TEST(test_raw_after_header_every_model) {
   const model_config *cfg = &configs[_i];
-  sk_tcp_server *srv = NULL;
-  ck_assert_int_eq(sk_tcp_server_create(&srv, "127.0.0.1:0", sk_test_echo, NULL), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, cfg->model), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, cfg->io_threads), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WORKERS, cfg->workers), SK_OK);
+  sk_tcp_server *srv = proxy_server(cfg, "127.0.0.1:0", sk_test_echo, SK_PROXY_V2);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_FRAMING, SK_FRAME_RAW), SK_OK);
   ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MAX_MESSAGE, 256), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_PROXY_PROTOCOL, SK_PROXY_V2), SK_OK);
   running r;
   run_start(&r, cfg, srv);
   static unsigned char msg[4096];
@@ -377,7 +342,7 @@ END_TEST
 /* LOCAL (a proxy's health check) keeps the real addresses, and a header
  * on a reused descriptor never shows the previous connection's client. */
 START_TEST(test_local_header_and_descriptor_reuse) {
-  sk_tcp_server *srv = proxy_server(&configs[0], "127.0.0.1:0", SK_PROXY_V2);
+  sk_tcp_server *srv = proxy_server(&configs[0], "127.0.0.1:0", who, SK_PROXY_V2);
   sk_test_tcp t;
   ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
   for (int round = 0; round < 20; round++) {
@@ -408,7 +373,7 @@ END_TEST
  * by the end of the stream; a connection that sends nothing and leaves (a
  * proxy's connect check) is not an error. */
 START_TEST(test_bad_headers_counted) {
-  sk_tcp_server *srv = proxy_server(&configs[0], "127.0.0.1:0", SK_PROXY_V1);
+  sk_tcp_server *srv = proxy_server(&configs[0], "127.0.0.1:0", who, SK_PROXY_V1);
   sk_test_tcp t;
   ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
   unsigned char v2[64];
@@ -467,7 +432,7 @@ END_TEST
  * pipelined requests in the same write: all answered in order. One byte
  * more announced is refused. */
 START_TEST(test_largest_header_then_burst) {
-  sk_tcp_server *srv = proxy_server(&configs[0], "127.0.0.1:0", SK_PROXY_V2);
+  sk_tcp_server *srv = proxy_server(&configs[0], "127.0.0.1:0", who, SK_PROXY_V2);
   sk_test_tcp t;
   ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
   static unsigned char msg[8192];
@@ -507,7 +472,7 @@ END_TEST
 /* Many clients each sending their header in pieces at once: every one is
  * told apart (no header bytes of one land in another's). */
 START_TEST(test_interleaved_split_headers) {
-  sk_tcp_server *srv = proxy_server(&configs[0], "127.0.0.1:0", SK_PROXY_ANY);
+  sk_tcp_server *srv = proxy_server(&configs[0], "127.0.0.1:0", who, SK_PROXY_ANY);
   sk_test_tcp t;
   ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);
   enum { N = 32 };
@@ -549,7 +514,7 @@ START_TEST(test_unix_listener_trusted) {
   char *dir = sk_test_tmpdir();
   char address[256];
   snprintf(address, sizeof address, "unix:%s/s", dir);
-  sk_tcp_server *srv = proxy_server(&configs[0], address, SK_PROXY_V2);
+  sk_tcp_server *srv = proxy_server(&configs[0], address, who, SK_PROXY_V2);
   ck_assert_int_eq(sk_tcp_server_set_proxy_trusted(srv, "unix"), SK_OK);
   sk_test_tcp t;
   ck_assert_int_eq(sk_test_tcp_start_server(&t, srv), SK_OK);

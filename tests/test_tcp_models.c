@@ -21,12 +21,7 @@
 
 #define WAIT_MS 10000
 
-typedef struct model_config {
-  const char *name;
-  int model;
-  int io_threads;
-  int workers;
-} model_config;
+typedef sk_test_model model_config;
 
 static const model_config configs[] = {
     {"event loop", SK_MODEL_EVENT_LOOP, 1, 0},
@@ -39,42 +34,20 @@ static const model_config configs[] = {
 #define NCONFIGS ((int)(sizeof configs / sizeof configs[0]))
 
 static sk_tcp_server *server_for(const model_config *cfg, const char *address, sk_service service) {
-  sk_tcp_server *srv = NULL;
-  ck_assert_int_eq(sk_tcp_server_create(&srv, address, service, NULL), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_MODEL, cfg->model), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_IO_THREADS, cfg->io_threads), SK_OK);
-  ck_assert_int_eq(sk_tcp_server_set(srv, SK_OPT_WORKERS, cfg->workers), SK_OK);
+  sk_tcp_server *srv = sk_test_model_server(cfg, address, service);
+  ck_assert_ptr_nonnull(srv);
   return srv;
 }
 
-/* A server under test: on a thread of this process, or, for the fork
- * model, in a process of its own (see sk_test_proc). */
-typedef struct running {
-  bool in_process;
-  sk_test_tcp t;
-  sk_test_proc p;
-  const char *address;
-  sk_tcp_server *srv; /* NULL when it runs in another process */
-} running;
+typedef sk_test_running running;
 
 static void run_start(running *r, const model_config *cfg, sk_tcp_server *srv) {
-  r->in_process = cfg->model == SK_MODEL_PROCESS_PER_CONNECTION;
-  if (r->in_process) {
-    ck_assert_int_eq(sk_test_proc_start(&r->p, srv), SK_OK);
-    r->address = r->p.address;
-    r->srv = NULL;
-  } else {
-    ck_assert_int_eq(sk_test_tcp_start_server(&r->t, srv), SK_OK);
-    r->address = r->t.address;
-    r->srv = r->t.srv;
-  }
+  (void)cfg; /* the server's own SK_OPT_MODEL says how it runs */
+  ck_assert_int_eq(sk_test_running_start(r, srv), SK_OK);
 }
 
 static void run_stop(running *r) {
-  if (r->in_process)
-    ck_assert_int_eq(sk_test_proc_stop(&r->p, WAIT_MS), 0);
-  else
-    ck_assert_int_eq(sk_test_tcp_stop(&r->t, WAIT_MS), SK_OK);
+  ck_assert_int_eq(sk_test_running_stop(r, WAIT_MS), 0);
 }
 
 static void expect_bytes(int fd, const char *want, size_t len) {
@@ -484,7 +457,7 @@ START_TEST(test_reply_free_once_per_reply) {
   close(fd);
   run_stop(&r);
   /* In the fork model the replies are freed in the children. */
-  ck_assert_int_eq(atomic_load(&frees), r.in_process ? 0 : 3);
+  ck_assert_int_eq(atomic_load(&frees), r.forked ? 0 : 3);
 }
 END_TEST
 
