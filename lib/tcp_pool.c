@@ -167,8 +167,8 @@ static bool submit_job(sk_tcp_io *io, int fd, const char *payload, size_t len, j
     /* Behind a proxy: the client is the one its header named, if any. */
     job->proxy_len = q->peer_len;
     memcpy(&job->proxy, &q->peer, q->peer_len);
-    const sk_origin *o;
-    if ((o = sk__tcp_origin(io, fd)) && o->len) {
+    const sk_origin *o = sk__tcp_origin(io, fd);
+    if (o && o->len) {
       job->peer_len = o->len;
       memcpy(&job->peer, &o->addr, o->len);
     }
